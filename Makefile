@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make dev` (the local stack) and `make test` (everything).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+DEVSTACK_PORT ?= 54321
+BRIDGE_PORT ?= 8000
+
+.PHONY: help install services db dev test lint type pytest bench fmt
+
+help:
+	@echo "make dev   - start Postgres, Redis, the Supabase stand-in and the bridge (local stack)"
+	@echo "make test  - lint, type-check and run every test against real Postgres and Redis"
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen --all-extras
+	@if command -v npm >/dev/null; then cd tests/js && npm ci --silent --no-audit --no-fund; fi
+
+services:
+	bash scripts/services.sh
+
+db: install services
+	$(RUN) bridge db apply --database-url "$(DATABASE_URL)" --seed
+
+dev: db
+	bash scripts/dev.sh
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+type: install
+	$(RUN) mypy
+
+pytest: install services
+	$(RUN) pytest
+
+test: lint type pytest
+
+fmt: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: install services
+	$(RUN) python -m bench

@@ -1,0 +1,45 @@
+"""The `bridge` command: `bridge serve` runs the webhook API, `bridge db apply` the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bridge import migrations
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the webhook API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db_apply = db.add_parser("apply", help="apply bootstrap (when needed) and migrations")
+    db_apply.add_argument("--database-url", required=True)
+    db_apply.add_argument("--seed", action="store_true", help="also load supabase/seed.sql")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "db":
+        report = asyncio.run(migrations.apply(args.database_url, seed=args.seed))
+        applied = ", ".join(report.applied) or "none (up to date)"
+        sys.stdout.write(
+            f"bootstrap: {'applied' if report.bootstrapped else 'present'}; migrations: {applied}"
+            f"{'; seed loaded' if report.seeded else ''}\n"
+        )
+        return 0
+    from bridge.server import serve
+
+    return serve(host=args.host, port=args.port, workers=args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

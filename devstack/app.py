@@ -1,0 +1,47 @@
+"""The stand-in server: PostgREST RPC under /rest/v1, Realtime under /realtime/v1 and the
+WhatsApp Cloud API under /whatsapp, on one port like the `supabase start` gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from devstack import postgrest, realtime, whatsapp
+from devstack.config import DevstackConfig
+from devstack.state import DevstackState
+
+
+def create_app(config: DevstackConfig) -> Starlette:
+    state = DevstackState(config=config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.pool = await asyncpg.create_pool(
+            config.database_url, min_size=1, max_size=config.pool_max_size
+        )
+        await realtime.start(state)
+        try:
+            yield
+        finally:
+            await realtime.stop(state)
+            await whatsapp.stop(state)
+            await state.pool.close()
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/health", health),
+        *postgrest.routes(state),
+        *realtime.routes(state),
+        *whatsapp.routes(state),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.devstack = state
+    return app

@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.redis",
+    "tests.fixtures.devstack",
+]
