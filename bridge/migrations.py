@@ -9,6 +9,7 @@ it twice is a no-op; concurrent runs serialise on an advisory lock.
 from __future__ import annotations
 
 import logging
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,24 @@ class ApplyReport:
     seeded: bool
 
 
+def seed_files(supabase_dir: Path = SUPABASE_DIR) -> list[Path]:
+    """The seed files in the order the Supabase CLI loads them: `[db.seed] sql_paths` of
+    config.toml (globs relative to supabase/, each glob sorted), else `seed.sql`."""
+    config_path = supabase_dir / "config.toml"
+    patterns = ["./seed.sql"]
+    if config_path.exists():
+        seed = tomllib.loads(config_path.read_text()).get("db", {}).get("seed", {})
+        if seed.get("enabled", True) is False:
+            return []
+        patterns = list(seed.get("sql_paths", patterns))
+    files: list[Path] = []
+    for pattern in patterns:
+        for path in sorted(supabase_dir.glob(pattern.removeprefix("./"))):
+            if path not in files:
+                files.append(path)
+    return files
+
+
 def list_migrations(supabase_dir: Path = SUPABASE_DIR) -> list[Migration]:
     return [Migration.from_path(p) for p in sorted((supabase_dir / "migrations").glob("*.sql"))]
 
@@ -100,7 +119,8 @@ async def apply(
             log.info("applied migration %s", migration.path.name)
             applied.append(migration.version)
         if seed:
-            await conn.execute((supabase_dir / "seed.sql").read_text())
+            for path in seed_files(supabase_dir):
+                await conn.execute(path.read_text())
         return ApplyReport(bootstrapped=bootstrapped, applied=applied, seeded=seed)
     finally:
         await conn.close()

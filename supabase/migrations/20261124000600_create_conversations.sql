@@ -1,0 +1,92 @@
+-- =============================================================================================
+-- Conversations: one per WhatsApp customer per workspace, the inbox rows.
+-- Composite foreign keys (id, workspace_id) keep every link inside one workspace, so no row can
+-- point at another tenant's contact, channel or team, whoever writes it.
+-- =============================================================================================
+
+create table public.conversations (
+  id uuid primary key default gen_random_uuid(),
+  workspace_id uuid not null references public.workspaces (id) on delete cascade,
+  channel_id uuid,
+  contact_id uuid,
+  phone text,
+  bsuid text,
+  phone_number_id text not null,
+  profile_name text,
+  status text not null default 'active' check (status in ('active', 'archived')),
+  is_read boolean not null default false,
+  unread_count integer not null default 0,
+  last_customer_message_at timestamptz,
+  last_message_at timestamptz,
+  last_message_preview text,
+  assigned_to uuid references auth.users (id) on delete set null,
+  team_id uuid,
+  agent_conversational boolean,
+  agent_crm boolean,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (id, workspace_id),
+  constraint conversations_phone_or_bsuid_check check (phone is not null or bsuid is not null),
+  constraint conversations_channel_fkey foreign key (channel_id, workspace_id)
+    references public.whatsapp_channels (id, workspace_id) on delete set null (channel_id),
+  constraint conversations_contact_fkey foreign key (contact_id, workspace_id)
+    references public.contacts (id, workspace_id) on delete set null (contact_id),
+  constraint conversations_team_fkey foreign key (team_id, workspace_id)
+    references public.teams (id, workspace_id) on delete set null (team_id)
+);
+comment on table public.conversations is
+  'The WhatsApp conversation with one customer in one workspace (inbox row).';
+comment on column public.conversations.phone is
+  'Customer phone, E.164 digits as WhatsApp gives them; null when only the BSUID is known.';
+comment on column public.conversations.bsuid is
+  'Customer business-scoped user id (webhook user_id); null when only the phone is known.';
+comment on column public.conversations.phone_number_id is
+  'The business number (whatsapp_channels.phone_number_id) the conversation runs on.';
+comment on column public.conversations.last_customer_message_at is
+  'Time of the last inbound message: opens the 24 h customer service window.';
+comment on column public.conversations.agent_conversational is
+  'Per-conversation override of the conversational AI agent: null = inherit the workspace switch, false = off, true = on.';
+comment on column public.conversations.agent_crm is
+  'Per-conversation override of the CRM agents: null = inherit, false = off, true = on.';
+
+create unique index conversations_workspace_id_phone_key
+  on public.conversations (workspace_id, phone) where phone is not null;
+create unique index conversations_workspace_id_bsuid_key
+  on public.conversations (workspace_id, bsuid) where bsuid is not null;
+create index conversations_inbox_idx
+  on public.conversations (workspace_id, last_message_at desc);
+create index conversations_workspace_id_status_idx on public.conversations (workspace_id, status);
+create index conversations_contact_id_idx
+  on public.conversations (contact_id) where contact_id is not null;
+create index conversations_assigned_to_idx
+  on public.conversations (assigned_to) where assigned_to is not null;
+create index conversations_team_id_idx on public.conversations (team_id) where team_id is not null;
+create index conversations_channel_id_idx
+  on public.conversations (channel_id) where channel_id is not null;
+
+create trigger conversations_set_updated_at
+  before update on public.conversations
+  for each row execute function private.set_updated_at();
+
+-- ---------------------------------------------------------------------------------------------
+-- RLS: members read, create and update their workspace's conversations; owners and admins
+-- delete them.
+-- ---------------------------------------------------------------------------------------------
+alter table public.conversations enable row level security;
+
+create policy conversations_authenticated_select on public.conversations
+  for select to authenticated
+  using (private.is_workspace_member(workspace_id));
+
+create policy conversations_authenticated_insert on public.conversations
+  for insert to authenticated
+  with check (private.is_workspace_member(workspace_id));
+
+create policy conversations_authenticated_update on public.conversations
+  for update to authenticated
+  using (private.is_workspace_member(workspace_id))
+  with check (private.is_workspace_member(workspace_id));
+
+create policy conversations_authenticated_delete_admin on public.conversations
+  for delete to authenticated
+  using (private.is_workspace_admin(workspace_id));
