@@ -28,7 +28,7 @@ db: install services
 	$(RUN) bridge db apply --database-url "$(DATABASE_URL)" --seed
 
 dev: db
-	bash scripts/dev.sh
+	UV=$(UV) bash scripts/dev.sh
 
 lint: install
 	$(RUN) ruff check .

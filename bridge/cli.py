@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
 
-    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
     db_apply = db.add_parser("apply", help="apply bootstrap (when needed) and migrations")
     db_apply.add_argument("--database-url", required=True)
     db_apply.add_argument("--seed", action="store_true", help="also load supabase/seed.sql")

@@ -24,12 +24,42 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
 
+    ARQ_QUEUE_NAME: str = "arq:queue"
+
     WHATSAPP_APP_SECRET: SecretStr | None = None
+    WHATSAPP_360DIALOG_WEBHOOK_SECRET: SecretStr | None = None
     WHATSAPP_VERIFY_TOKEN: SecretStr | None = None
     WHATSAPP_API_BASE_URL: str = "https://graph.facebook.com/v21.0"
     WHATSAPP_ACCESS_TOKEN: SecretStr | None = None
+    WHATSAPP_360DIALOG_BASE_URL: str = "https://waba-v2.360dialog.io"
+    WHATSAPP_SEND_TIMEOUT_SECONDS: float = 10.0
 
     BRIDGE_INSECURE_DEV: bool = Field(
         default=False, description="accept unsigned webhooks (local development only)"
     )
+    BRIDGE_MAX_BODY_BYTES: int = 3 * 1024 * 1024
+    BRIDGE_DB_TIMEOUT_SECONDS: float = 4.0
     BRIDGE_LOG_LEVEL: str = "INFO"
+
+    # The worker (arq jobs.worker.WorkerSettings)
+    JOBS_MAX_JOBS: int = 20
+    JOBS_POLL_DELAY_SECONDS: float = 0.05
+    JOBS_JOB_TIMEOUT_SECONDS: int = 300
+    JOBS_SWEEP_AFTER_SECONDS: float = 15.0
+    JOBS_SEND_BACKOFF_SECONDS: float = 1.0
+    JOBS_RETRY_BACKOFF_SECONDS: float = 2.0
+    JOBS_SESSION_IDLE_HOURS: float = 24.0
+    JOBS_TYPING_TTL_SECONDS: float = 30.0
+
+    def check_webhook_secrets(self) -> None:
+        """Refuse to serve webhooks nobody can authenticate, unless told this is a dev box."""
+        if self.WHATSAPP_APP_SECRET is None and self.WHATSAPP_360DIALOG_WEBHOOK_SECRET is None:
+            if not self.BRIDGE_INSECURE_DEV:
+                raise ConfigError(
+                    "WHATSAPP_APP_SECRET (or WHATSAPP_360DIALOG_WEBHOOK_SECRET) is not set; "
+                    "set it, or BRIDGE_INSECURE_DEV=true to accept unsigned webhooks locally"
+                )
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says which variable to set."""
