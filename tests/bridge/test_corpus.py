@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.bridge.conftest import Channel, WebhookClient
 from tests.factories import whatsapp as wa
+from tests.fixtures.webhook import Channel, WebhookClient
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "pywa-webhooks"
 

@@ -14,8 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bridge.queue import inbound_job_id
-from tests.bridge.conftest import D360_SECRET, VERIFY_TOKEN, Channel, WebhookClient
 from tests.factories import whatsapp as wa
+from tests.fixtures.webhook import D360_SECRET, VERIFY_TOKEN, Channel, WebhookClient
 
 MakeChannel = Callable[..., Awaitable[Channel]]
 

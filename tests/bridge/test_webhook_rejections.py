@@ -12,14 +12,14 @@ from pydantic import SecretStr
 
 from bridge.app import create_app
 from bridge.settings import ConfigError, Settings
-from tests.bridge.conftest import (
+from tests.factories import whatsapp as wa
+from tests.fixtures.devstack import free_port
+from tests.fixtures.webhook import (
     Channel,
     WebhookClient,
     open_webhook_client,
     settings_for,
 )
-from tests.factories import whatsapp as wa
-from tests.fixtures.devstack import free_port
 
 MakeChannel = Callable[..., Awaitable[Channel]]
 

@@ -1,0 +1,60 @@
+"""The sweeper finds stored inbound messages that never got a job and enqueues them."""
+
+from __future__ import annotations
+
+import time
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import asyncpg
+from arq import create_pool
+from redis.asyncio import Redis
+
+from bridge.queue import redis_settings
+from jobs.sweeper import requeue_unprocessed, sweep_job_id
+from tests.factories import whatsapp as wa
+from tests.fixtures.devstack import free_port
+from tests.fixtures.webhook import Channel, open_webhook_client, settings_for
+
+
+async def test_message_stored_while_redis_was_down_is_enqueued_once_redis_is_back(
+    devstack_url: str,
+    redis_url: str,
+    queue_name: str,
+    make_channel: Callable[..., Awaitable[Channel]],
+    db: asyncpg.Pool,
+) -> None:
+    channel = await make_channel()
+    sender = wa.customer_phone()
+    now = int(time.time())
+    msgs = [wa.text("uno", sender=sender, ts=now - 1), wa.text("dos", sender=sender, ts=now)]
+    down = settings_for(devstack_url, f"redis://127.0.0.1:{free_port()}/0", queue_name)
+    client, close = await open_webhook_client(down)
+    try:
+        response = await client.post(wa.body(wa.change(channel.phone_number_id, messages=msgs)))
+        assert response.status_code == 200
+    finally:
+        await close()
+    first = await db.fetchrow(
+        "select id, conversation_id from public.messages where wamid = $1", msgs[0]["id"]
+    )
+    assert first is not None
+
+    redis = await create_pool(redis_settings(redis_url), default_queue_name=queue_name)
+    try:
+        # Too fresh for the sweeper's threshold: left alone.
+        assert await requeue_unprocessed(db, redis, older_than=timedelta(hours=1)) == 0
+        queued = await requeue_unprocessed(db, redis, older_than=timedelta(0))
+        assert queued >= 1
+        job_id = sweep_job_id(str(first["id"]))
+        raw = Redis.from_url(redis_url)
+        assert await raw.exists(f"arq:job:{job_id}")
+        await raw.aclose()
+        # One job per conversation: the second message rides along with the first.
+        second = await db.fetchval("select id from public.messages where wamid = $1", msgs[1]["id"])
+        raw = Redis.from_url(redis_url)
+        assert not await raw.exists(f"arq:job:{sweep_job_id(str(second))}")
+        await raw.aclose()
+    finally:
+        await redis.aclose()
