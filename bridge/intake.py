@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from postgrest.exceptions import APIError
+from supabase import AsyncClient
 
 from bridge.payloads import NormalisedBatch
-from supabase import AsyncClient
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
 from bridge.metrics import Metrics
 from bridge.queue import Enqueuer
 from bridge.settings import Settings
-import httpx
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 log = logging.getLogger(__name__)
 

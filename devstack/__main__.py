@@ -19,10 +19,14 @@ def _parse(argv: list[str] | None) -> DevstackConfig:
     parser.add_argument("--port", type=int, default=54321)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--jwt-secret", default=LOCAL_JWT_SECRET)
-    parser.add_argument("--whatsapp-webhook-url", default=None,
-                        help="post signed status webhooks (sent, delivered, read) here")
-    parser.add_argument("--whatsapp-app-secret", default=None,
-                        help="app secret to sign those webhooks with")
+    parser.add_argument(
+        "--whatsapp-webhook-url",
+        default=None,
+        help="post signed status webhooks (sent, delivered, read) here",
+    )
+    parser.add_argument(
+        "--whatsapp-app-secret", default=None, help="app secret to sign those webhooks with"
+    )
     args = parser.parse_args(argv)
     return DevstackConfig(
         database_url=args.database_url,
@@ -47,10 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     config = _parse(argv)
     problem = asyncio.run(_check_database(config.database_url))
     if problem is not None:
-        sys.stderr.write(f"devstack: cannot reach the database at {config.database_url}: {problem}\n")
+        sys.stderr.write(
+            f"devstack: cannot reach the database at {config.database_url}: {problem}\n"
+        )
         return 2
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning",
-                ws_max_size=4 * 1024 * 1024)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        ws_max_size=4 * 1024 * 1024,
+    )
     return 0
 
 

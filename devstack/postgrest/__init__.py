@@ -1,0 +1,30 @@
+"""PostgREST's RPC endpoint, `POST /rest/v1/rpc/<function>` (and GET for read-only calls)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from devstack.postgrest import errors, handler
+from devstack.state import DevstackState
+
+
+def routes(state: DevstackState) -> list[BaseRoute]:
+    async def rpc(request: Request) -> Response:
+        return await handler.rpc(request, state)
+
+    async def elsewhere(request: Request) -> Response:
+        # Tables, views and the OpenAPI root are PostgREST features the bridge does not use.
+        return errors.not_implemented(
+            "The local stand-in serves only /rest/v1/rpc/<function>"
+        ).response()
+
+    return [
+        Route("/rest/v1/rpc/{function}", rpc, methods=_ANY_METHOD),
+        Route("/rest/v1/{rest:path}", elsewhere, methods=_ANY_METHOD),
+    ]
+
+
+# Every method reaches the handlers, which answer unsupported ones as PostgREST does.
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

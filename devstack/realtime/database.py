@@ -1,0 +1,154 @@
+"""Broadcast from the database: `realtime.send()` rows reach subscribers after commit.
+
+Supabase reads `realtime.messages` inserts through logical replication. Here `realtime.send()`
+also does `pg_notify('realtime:broadcast', {id, topic, event, private})`, and NOTIFY, like
+replication, is delivered only once the transaction commits (never if it rolls back). A dedicated
+connection LISTENs, loads each row by id and fans it out, one at a time so that order is kept.
+If that connection drops, it is opened again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import asyncpg
+
+from devstack.realtime.hub import Hub, JsonBroadcast, UserBroadcast
+
+log = logging.getLogger("devstack.realtime")
+
+CHANNEL = "realtime:broadcast"
+APPLICATION_NAME = "devstack realtime listener"
+
+_ROW_SQL = """
+select topic, event, private, payload::text as payload, binary_payload
+from realtime.messages
+where id = $1::uuid and extension = 'broadcast'
+limit 1
+"""
+_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class DatabaseBroadcasts:
+    def __init__(self, database_url: str, hub: Hub) -> None:
+        self.database_url = database_url
+        self.hub = hub
+        self.listening = asyncio.Event()
+        self._pending: deque[str] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, ready_timeout: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._run())
+        # Not fatal: a missing database shows in the first requests, and this keeps retrying.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), ready_timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _on_notify(
+        self,
+        _conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+        _pid: int,
+        _channel: str,
+        payload: object,
+    ) -> None:
+        try:
+            note = json.loads(str(payload))
+            message_id = str(note["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("realtime: ignoring a malformed %s notification", CHANNEL)
+            return
+        self._pending.append(message_id)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                conn = await asyncpg.connect(
+                    self.database_url, server_settings={"application_name": APPLICATION_NAME}
+                )
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+                attempt += 1
+                log.warning("realtime: cannot LISTEN (%s); retrying in %ss", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            try:
+                await self._serve(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("realtime: the LISTEN connection dropped (%s); reconnecting", exc)
+            except Exception:
+                # Whatever went wrong, database broadcasts must not stop for good.
+                log.exception("realtime: database broadcasts failed; reconnecting")
+            finally:
+                self.listening.clear()
+                if not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(_RETRY_DELAYS[0])
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        await conn.add_listener(CHANNEL, self._on_notify)
+        self.listening.set()
+        while not lost.is_set():
+            if not self._pending:
+                self._wakeup.clear()
+                # Wake up now and then: a dead peer is not always reported at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                if conn.is_closed():
+                    return
+                continue
+            message_id = self._pending[0]
+            try:
+                row = await conn.fetchrow(_ROW_SQL, message_id)
+            except asyncpg.PostgresError:
+                if conn.is_closed():
+                    # Kept at the head of the queue: loaded again after reconnecting.
+                    raise
+                log.exception("realtime: cannot load broadcast %s; skipping it", message_id)
+                self._pending.popleft()
+                continue
+            self._pending.popleft()
+            if row is not None:
+                try:
+                    self._deliver(message_id, dict(row))
+                except ValueError:
+                    # e.g. a binary row whose event is too long for the binary frame
+                    log.exception("realtime: cannot deliver broadcast %s", message_id)
+
+    def _deliver(self, message_id: str, row: dict[str, Any]) -> None:
+        topic, event, private = row["topic"], row["event"], bool(row["private"])
+        if row["payload"] is not None:
+            payload = {
+                "type": "broadcast",
+                "event": event,
+                "payload": json.loads(row["payload"]),
+                "meta": {"id": message_id},
+            }
+            self.hub.broadcast(topic, private, JsonBroadcast(f"realtime:{topic}", payload))
+        elif row["binary_payload"] is not None:
+            self.hub.broadcast(
+                topic,
+                private,
+                UserBroadcast(
+                    f"realtime:{topic}",
+                    event or "",
+                    bytes(row["binary_payload"]),
+                    json_encoded=False,
+                ),
+            )

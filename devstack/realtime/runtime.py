@@ -1,0 +1,37 @@
+"""The Realtime stand-in's live objects, kept in `state.services["realtime"]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from devstack.realtime.connection import Connection, Limits
+from devstack.realtime.hub import Hub
+from devstack.state import DevstackState
+
+if TYPE_CHECKING:
+    from devstack.realtime.database import DatabaseBroadcasts
+
+SERVICE_KEY = "realtime"
+
+
+@dataclass
+class RealtimeRuntime:
+    jwt_secret: str
+    limits: Limits = field(default_factory=Limits)
+    hub: Hub = field(default_factory=Hub)
+    connections: set[Connection] = field(default_factory=set)
+    # The server pool (set at start): private-channel policy checks run on it.
+    pool: asyncpg.Pool | None = None
+    database: DatabaseBroadcasts | None = None
+
+
+def runtime_of(state: DevstackState) -> RealtimeRuntime:
+    runtime = state.services.get(SERVICE_KEY)
+    if runtime is None:
+        runtime = RealtimeRuntime(jwt_secret=state.config.jwt_secret)
+        state.services[SERVICE_KEY] = runtime
+    assert isinstance(runtime, RealtimeRuntime)
+    return runtime
