@@ -1,0 +1,87 @@
+"""Per-conversation exclusivity: a session-level advisory lock on a dedicated connection, plus a
+fencing epoch.
+
+Session locks need a session connection (direct, or Supavisor session mode): under the
+transaction pooler the lock would stay on a backend that returns to the pool. A dropped
+connection frees the lock silently, so the holder also claims a new epoch in
+`conversation_turn_fences`; every write of the turn asserts it (`private.assert_turn_fence`), so a
+worker that lost its lock can neither write nor, since sends are preceded by a fenced write, send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+
+def lock_key(conversation_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory-lock key derived from the conversation id."""
+    return int.from_bytes(conversation_id.bytes[:8], "big", signed=True)
+
+
+class FenceLost(Exception):
+    """This worker no longer owns the conversation's turn; it must stop without sending."""
+
+
+FENCE_SQLSTATE = "WBF01"
+
+
+class ConversationLock:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        conversation_id: uuid.UUID,
+        epoch: int,
+    ) -> None:
+        self._pool = pool
+        self.conn = conn
+        self.conversation_id = conversation_id
+        self.epoch = epoch
+
+    @classmethod
+    async def try_acquire(
+        cls, pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str
+    ) -> ConversationLock | None:
+        conn = await pool.acquire()
+        try:
+            if not await conn.fetchval(
+                "select pg_try_advisory_lock($1)", lock_key(conversation_id)
+            ):
+                await pool.release(conn)
+                return None
+            epoch = await conn.fetchval(
+                "select private.claim_turn_fence($1, $2)", conversation_id, holder
+            )
+        except BaseException:
+            await pool.release(conn)  # asyncpg's reset unlocks every advisory lock it held
+            raise
+        return cls(pool, conn, conversation_id, int(epoch))
+
+    async def assert_fence(self) -> None:
+        try:
+            await self.conn.execute(
+                "select private.assert_turn_fence($1, $2)", self.conversation_id, self.epoch
+            )
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == FENCE_SQLSTATE:
+                raise FenceLost(str(exc)) from exc
+            raise
+        except (asyncpg.InterfaceError, OSError) as exc:
+            raise FenceLost(f"lock connection lost: {exc}") from exc
+
+    async def release(self) -> None:
+        try:
+            await self.conn.execute("select pg_advisory_unlock($1)", lock_key(self.conversation_id))
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+            pass  # the connection is gone, and the lock went with it
+        finally:
+            try:
+                await self._pool.release(self.conn)
+            except asyncpg.InterfaceError:
+                pass  # asyncpg already took a dead connection back

@@ -1,0 +1,257 @@
+"""The agent turn: what happens after a message is stored.
+
+One job per inbound message rings the doorbell; whoever takes the conversation's lock drains
+every unprocessed inbound message as ONE turn (a burst gets one answer), then re-checks for
+messages that arrived meanwhile, before and after releasing the lock, so no wake-up is lost. A
+job that finds the lock busy exits: the holder will drain its message too.
+
+    lock + fence → resume an interrupted outbox → [reply window] → unprocessed inbound
+    → agent on? (no: mark processed) → contact → session → typing START → engine
+    → commit decision (turns, outbox rows, state, processed marks: one transaction)
+    → send in order with delays → typing STOP (finally) → handoff if asked → loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from bridge.engine.protocol import Engine, EngineConfigurationError, InboundMessage, TurnInput
+from bridge.engine.registry import build_engine
+from bridge.settings import Settings
+from jobs import outbox, turn_store
+from jobs.checkpoints import checkpoint
+from jobs.lock import ConversationLock
+from jobs.typing import TypingBroadcaster
+from jobs.whatsapp_api import Channel, SendError, WhatsAppClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TurnDeps:
+    settings: Settings
+    db: asyncpg.Pool  # for engine data (playbooks)
+    lock_pool: asyncpg.Pool  # dedicated connections that hold advisory locks
+    whatsapp: WhatsAppClient
+    typing: TypingBroadcaster
+    holder: str  # this worker, for the fence's observability
+
+
+@dataclass
+class TurnOutcome:
+    busy: bool = False
+    turns: int = 0
+    processed: int = 0
+    handoffs: int = 0
+
+
+class AgentFailed(Exception):
+    """The engine failed in a way a retry may fix (the job retries, then hands off)."""
+
+
+def channel_for(ctx: turn_store.ConversationContext, settings: Settings) -> Channel:
+    if ctx.provider == "360dialog":
+        base = ctx.api_base_url or settings.WHATSAPP_360DIALOG_BASE_URL
+        credential = ctx.api_key or ctx.access_token
+    else:
+        base = ctx.api_base_url or settings.WHATSAPP_API_BASE_URL
+        credential = ctx.access_token
+    if credential is None and settings.WHATSAPP_ACCESS_TOKEN is not None:
+        credential = settings.WHATSAPP_ACCESS_TOKEN.get_secret_value()
+    return Channel(ctx.provider, ctx.phone_number_id, base, credential or "")
+
+
+async def run_conversation(
+    deps: TurnDeps, conversation_id: uuid.UUID, *, handoff_reason: str | None = None
+) -> TurnOutcome:
+    """Take the conversation if free and drain it. With `handoff_reason` the pending messages
+    are handed to a human instead of the engine (the agent kept failing)."""
+    outcome = TurnOutcome()
+    while True:
+        lock = await ConversationLock.try_acquire(deps.lock_pool, conversation_id, deps.holder)
+        if lock is None:
+            outcome.busy = outcome.turns == 0
+            return outcome
+        try:
+            checkpoint("locked")
+            await _drain(deps, lock, outcome, handoff_reason)
+        finally:
+            await lock.release()
+        # A message stored between our last check and the unlock found the lock busy and its job
+        # exited: look once more now that the lock is free.
+        async with deps.lock_pool.acquire() as conn:
+            if not await turn_store.has_unprocessed_inbound(conn, conversation_id):
+                return outcome
+
+
+async def _drain(
+    deps: TurnDeps, lock: ConversationLock, outcome: TurnOutcome, handoff_reason: str | None
+) -> None:
+    ctx = await turn_store.load_context(lock.conn, lock.conversation_id)
+    if ctx is None:
+        log.warning(
+            "jobs.turn.no_conversation", extra={"conversation_id": str(lock.conversation_id)}
+        )
+        return
+    channel = channel_for(ctx, deps.settings)
+    to = ctx.phone or ctx.bsuid or ""
+    await outbox.recover_interrupted(lock)
+    await _send(deps, lock, ctx, channel, to)  # what an interrupted turn had decided
+    while True:
+        await _wait_reply_window(lock, ctx)
+        messages = await turn_store.unprocessed_inbound(lock.conn, lock.conversation_id)
+        if not messages:
+            return
+        outcome.processed += len(messages)
+        if not await turn_store.is_agent_enabled(lock.conn, lock.conversation_id):
+            await turn_store.mark_processed(lock, [m.message_id for m in messages])
+            continue
+        if handoff_reason is not None:
+            await _handoff(
+                deps, lock, ctx, channel, to, handoff_reason, [m.message_id for m in messages]
+            )
+            outcome.handoffs += 1
+            continue
+        outcome.turns += 1
+        await _turn(deps, lock, ctx, channel, to, messages, outcome)
+
+
+async def _turn(
+    deps: TurnDeps,
+    lock: ConversationLock,
+    ctx: turn_store.ConversationContext,
+    channel: Channel,
+    to: str,
+    messages: list[InboundMessage],
+    outcome: TurnOutcome,
+) -> None:
+    contact = await turn_store.ensure_contact(lock, ctx)
+    session = await turn_store.open_session(lock, ctx, contact.id)
+    await deps.typing.send(lock.conversation_id, True)
+    try:
+        checkpoint("typing_started")
+        try:
+            engine: Engine = await build_engine(
+                ctx.agent_id, workspace_id=ctx.workspace_id, pool=deps.db
+            )
+        except EngineConfigurationError as exc:
+            log.error("jobs.turn.engine_misconfigured", extra={"detail": str(exc)})
+            await _handoff(
+                deps,
+                lock,
+                ctx,
+                channel,
+                to,
+                f"engine configuration: {exc}",
+                [m.message_id for m in messages],
+            )
+            outcome.handoffs += 1
+            return
+        turn = TurnInput(
+            workspace_id=ctx.workspace_id,
+            conversation_id=ctx.conversation_id,
+            contact=contact,
+            session=session,
+            messages=messages,
+            settings=ctx.config,
+        )
+        try:
+            result = await engine.decide(turn)
+        except Exception as exc:
+            raise AgentFailed(f"{type(exc).__name__}: {exc}") from exc
+        if result.replies and ctx.config.get("whatsapp_typing_indicator") and messages[-1].wamid:
+            try:
+                await deps.whatsapp.send_typing(channel, messages[-1].wamid)
+            except SendError as exc:
+                log.info("jobs.turn.whatsapp_typing_failed", extra={"detail": str(exc)})
+        await turn_store.commit_decision(lock, session, messages, result)
+        checkpoint("decided")
+        log.info(
+            "jobs.turn.decided",
+            extra={
+                "conversation_id": str(lock.conversation_id),
+                "replies": len(result.replies),
+                "intent": result.intent,
+                "handoff": result.handoff,
+            },
+        )
+        await _send(deps, lock, ctx, channel, to)
+    finally:
+        await deps.typing.send(lock.conversation_id, False)
+    if result.handoff:
+        await _handoff(deps, lock, ctx, channel, to, result.handoff_reason or "engine request", [])
+        outcome.handoffs += 1
+
+
+async def _send(
+    deps: TurnDeps,
+    lock: ConversationLock,
+    ctx: turn_store.ConversationContext,
+    channel: Channel,
+    to: str,
+) -> None:
+    report = await outbox.send_pending(
+        lock,
+        deps.whatsapp,
+        channel,
+        to,
+        response_speed=ctx.response_speed,
+        backoff_seconds=deps.settings.JOBS_SEND_BACKOFF_SECONDS,
+    )
+    if report.sent or report.skipped or report.failed or report.unknown:
+        log.info(
+            "jobs.outbox.sent",
+            extra={"conversation_id": str(lock.conversation_id), **report.__dict__},
+        )
+
+
+async def _handoff(
+    deps: TurnDeps,
+    lock: ConversationLock,
+    ctx: turn_store.ConversationContext,
+    channel: Channel,
+    to: str,
+    reason: str,
+    message_ids: list[uuid.UUID],
+) -> None:
+    """One transaction (processed marks + private.handoff_conversation), then the handoff
+    message goes out through the outbox like any reply."""
+    async with lock.conn.transaction():
+        await lock.assert_fence()
+        if message_ids:
+            await lock.conn.execute(
+                "update public.messages set processed_by_agent = true where id = any($1)",
+                message_ids,
+            )
+        result = await lock.conn.fetchval(
+            "select private.handoff_conversation($1, $2, $3)",
+            lock.conversation_id,
+            reason,
+            lock.epoch,
+        )
+    checkpoint("handoff_committed")
+    log.info(
+        "jobs.turn.handoff",
+        extra={"conversation_id": str(lock.conversation_id), "reason": reason, "result": result},
+    )
+    await _send(deps, lock, ctx, channel, to)
+
+
+async def _wait_reply_window(lock: ConversationLock, ctx: turn_store.ConversationContext) -> None:
+    """Optional debounce: answer only once the customer paused for `reply_window_ms`."""
+    window_ms = float(ctx.config.get("reply_window_ms") or 0)
+    while window_ms > 0:
+        age = await turn_store.newest_inbound_age_ms(lock.conn, lock.conversation_id)
+        if age is None or age >= window_ms:
+            return
+        await asyncio.sleep((window_ms - age) / 1000)
+
+
+def retry_delay(job_try: int, base_seconds: float) -> timedelta:
+    return timedelta(seconds=base_seconds * (2 ** (job_try - 1)))
