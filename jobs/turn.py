@@ -101,8 +101,7 @@ async def _drain(
         return
     channel = channel_for(ctx, deps.settings)
     to = ctx.phone or ctx.bsuid or ""
-    await outbox.recover_interrupted(lock)
-    await _send(deps, lock, ctx, channel, to)  # what an interrupted turn had decided
+    await _resume(deps, lock, ctx, channel, to)
     while True:
         await _wait_reply_window(lock, ctx)
         messages = await turn_store.unprocessed_inbound(lock.conn, lock.conversation_id)
@@ -120,6 +119,35 @@ async def _drain(
             continue
         outcome.turns += 1
         await _turn(deps, lock, ctx, channel, to, messages, outcome)
+
+
+async def _resume(
+    deps: TurnDeps,
+    lock: ConversationLock,
+    ctx: turn_store.ConversationContext,
+    channel: Channel,
+    to: str,
+) -> None:
+    """Finish what a worker that died mid-turn had decided. A reply it was sending has an unknown
+    fate: it is not re-sent, and a human is asked to check the conversation instead."""
+    interrupted = await outbox.recover_interrupted(lock)
+    if not interrupted and not await outbox.pending(lock):
+        return
+    try:
+        if interrupted and await turn_store.is_agent_enabled(lock.conn, lock.conversation_id):
+            await _handoff(
+                deps,
+                lock,
+                ctx,
+                channel,
+                to,
+                "a reply's delivery is unknown: the worker stopped while sending it",
+                [],
+            )
+        else:
+            await _send(deps, lock, ctx, channel, to)
+    finally:
+        await deps.typing.send(lock.conversation_id, False)  # the dead worker's START
 
 
 async def _turn(

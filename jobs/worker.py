@@ -123,9 +123,11 @@ class WorkerSettings:
     functions: ClassVar[list[Any]] = [
         func(process_inbound, name=JobName.PROCESS_INBOUND.value, max_tries=MAX_TRIES)
     ]
+    # No per-cron timeout: arq keeps a killed job "in progress" for the longest function timeout
+    # + 10 s before re-running it, so a long cron timeout would delay crash recovery.
     cron_jobs: ClassVar[list[Any]] = [
-        cron(sweep, second={0, 10, 20, 30, 40, 50}, run_at_startup=True, timeout=60),
-        cron(close_idle_sessions, minute={0, 15, 30, 45}, timeout=60),
+        cron(sweep, second={0, 10, 20, 30, 40, 50}, run_at_startup=True),
+        cron(close_idle_sessions, minute={0, 15, 30, 45}),
     ]
     max_jobs = _settings.JOBS_MAX_JOBS
     poll_delay = _settings.JOBS_POLL_DELAY_SECONDS

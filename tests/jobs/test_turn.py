@@ -92,7 +92,8 @@ async def test_a_message_is_answered_with_typing_around_the_reply(
     # Typing: START (with an expiry) before the reply, STOP after.
     await eventually(lambda: _count(typing_watcher, conv, 2))
     start, stop = typing_watcher.events[str(conv)]
-    assert start["isTyping"] is True and stop["isTyping"] is False
+    assert start["isTyping"] is True
+    assert stop["isTyping"] is False
     assert start["source"] == stop["source"] == "agent"
     assert start["conversationId"] == str(conv)
     assert start["expiresAt"] is not None
