@@ -75,7 +75,8 @@ async def running(
                 raise RuntimeError(f"{args[:3]} did not come up at {health_url}")
         yield proc
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
 
 

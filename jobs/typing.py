@@ -1,5 +1,12 @@
 """The inbox's "bot is typing" indicator: Realtime broadcasts on `conversation:<id>`, event
-`typing`, sent with realtime's stateless `http_send` (no socket to keep alive in the worker).
+`typing`, through Realtime's stateless REST endpoint
+(`POST /realtime/v1/api/broadcast/<topic>/events/<event>`, what realtime-py's `http_send` calls):
+no socket to keep alive in the worker.
+
+The request is the one `http_send` makes (same path encoding, apikey and Bearer headers, JSON
+body), sent over the worker's pooled HTTP client: `http_send` builds a new httpx client per call,
+and creating one costs ~17 ms of CPU (its TLS context), which at two broadcasts a turn was most
+of a turn's cost.
 
 Every START carries `expiresAt`, so the inbox clears an indicator whose STOP never comes (a
 killed worker). Broadcast failures are logged, never raised: typing must not fail a turn.
@@ -7,18 +14,28 @@ killed worker). Broadcast failures are logged, never raised: typing must not fai
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
-from realtime import AsyncRealtimeClient
+import httpx
 
 log = logging.getLogger(__name__)
 
 
 class TypingBroadcaster:
-    def __init__(self, supabase_url: str, key: str, ttl: timedelta) -> None:
-        self._client = AsyncRealtimeClient(f"{supabase_url.rstrip('/')}/realtime/v1", token=key)
+    def __init__(
+        self, http: httpx.AsyncClient, supabase_url: str, key: str, ttl: timedelta
+    ) -> None:
+        self._http = http
+        self._endpoint = f"{supabase_url.rstrip('/')}/realtime/v1/api/broadcast"
+        self._headers = {
+            "apikey": key,
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+        }
         self._ttl = ttl
 
     def payload(self, conversation_id: uuid.UUID, is_typing: bool) -> dict[str, object]:
@@ -30,9 +47,16 @@ class TypingBroadcaster:
         }
 
     async def send(self, conversation_id: uuid.UUID, is_typing: bool) -> bool:
-        channel = self._client.channel(f"conversation:{conversation_id}")
+        topic = quote(f"conversation:{conversation_id}", safe="")
         try:
-            await channel.http_send("typing", self.payload(conversation_id, is_typing), timeout=5)
+            response = await self._http.post(
+                f"{self._endpoint}/{topic}/events/typing",
+                headers=self._headers,
+                content=json.dumps(self.payload(conversation_id, is_typing)),
+                timeout=5,
+            )
+            if response.status_code != 202:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
         except Exception as exc:
             log.warning(
                 "jobs.typing.failed",
@@ -43,7 +67,4 @@ class TypingBroadcaster:
                 },
             )
             return False
-        finally:
-            # Channels accumulate on the client otherwise; this one was never joined.
-            self._client.channels.pop(channel.topic, None)
         return True

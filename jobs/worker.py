@@ -46,13 +46,22 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["lock_pool"] = await asyncpg.create_pool(
         settings.DATABASE_URL, min_size=1, max_size=settings.JOBS_MAX_JOBS + 2
     )
-    ctx["http"] = httpx.AsyncClient(timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS)
+    # One pooled client for WhatsApp sends and typing broadcasts: building an httpx client is
+    # expensive (its TLS context), so none is built per request.
+    ctx["http"] = httpx.AsyncClient(
+        timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS,
+        limits=httpx.Limits(
+            max_connections=settings.JOBS_MAX_JOBS * 2,
+            max_keepalive_connections=settings.JOBS_MAX_JOBS * 2,
+        ),
+    )
     ctx["turn_deps"] = TurnDeps(
         settings=settings,
         db=ctx["db"],
         lock_pool=ctx["lock_pool"],
         whatsapp=WhatsAppClient(ctx["http"]),
         typing=TypingBroadcaster(
+            ctx["http"],
             settings.SUPABASE_URL,
             settings.SUPABASE_SERVICE_ROLE_KEY.get_secret_value(),
             ttl=timedelta(seconds=settings.JOBS_TYPING_TTL_SECONDS),
