@@ -11,7 +11,12 @@ from arq import create_pool
 from redis.asyncio import Redis
 
 from bridge.queue import redis_settings
-from jobs.sweeper import requeue_unprocessed, sweep_job_id
+from jobs.sweeper import (
+    close_idle_sessions,
+    requeue_stalled_outbox,
+    requeue_unprocessed,
+    sweep_job_id,
+)
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
 from tests.fixtures.webhook import Channel, open_webhook_client, settings_for
@@ -57,3 +62,70 @@ async def test_message_stored_while_redis_was_down_is_enqueued_once_redis_is_bac
         await raw.aclose()
     finally:
         await redis.aclose()
+
+
+async def test_stalled_outbox_rows_get_a_job_for_their_conversation(
+    redis_url: str,
+    queue_name: str,
+    make_channel: Callable[..., Awaitable[Channel]],
+    db: asyncpg.Pool,
+) -> None:
+    channel = await make_channel()
+    conv = await db.fetchval(
+        "insert into public.conversations (workspace_id, phone_number_id, phone)"
+        " values ($1, $2, $3) returning id",
+        channel.workspace_id,
+        channel.phone_number_id,
+        wa.customer_phone(),
+    )
+    await db.execute(
+        "insert into public.messages (workspace_id, conversation_id, direction, type, content,"
+        " status, sent_by_agent, created_at) values ($1, $2, 'outbound', 'text', '{}', 'pending',"
+        " true, now() - interval '10 minutes')",
+        channel.workspace_id,
+        conv,
+    )
+    redis = await create_pool(redis_settings(redis_url), default_queue_name=queue_name)
+    try:
+        assert await requeue_stalled_outbox(db, redis, older_than=timedelta(minutes=1)) >= 1
+        raw = Redis.from_url(redis_url)
+        assert await raw.exists(f"arq:job:{sweep_job_id(f'outbox:{conv}')}")
+        await raw.aclose()
+    finally:
+        await redis.aclose()
+
+
+async def test_idle_sessions_are_closed_so_a_returning_customer_starts_fresh(
+    make_channel: Callable[..., Awaitable[Channel]],
+    db: asyncpg.Pool,
+) -> None:
+    channel = await make_channel()
+    conv = await db.fetchval(
+        "insert into public.conversations (workspace_id, phone_number_id, phone)"
+        " values ($1, $2, $3) returning id",
+        channel.workspace_id,
+        channel.phone_number_id,
+        wa.customer_phone(),
+    )
+    idle, fresh = (
+        await db.fetchval(
+            "insert into public.agent_sessions (workspace_id, agent_id, conversation_id,"
+            " last_activity_at) values ($1, 'a', $2, now() - interval '2 days') returning id",
+            channel.workspace_id,
+            conv,
+        ),
+        await db.fetchval(
+            "insert into public.agent_sessions (workspace_id, agent_id, conversation_id)"
+            " values ($1, 'b', $2) returning id",
+            channel.workspace_id,
+            conv,
+        ),
+    )
+    assert await close_idle_sessions(db, idle_for=timedelta(hours=24)) >= 1
+    statuses = {
+        r["id"]: r["status"]
+        for r in await db.fetch(
+            "select id, status from public.agent_sessions where id = any($1)", [idle, fresh]
+        )
+    }
+    assert statuses == {idle: "closed", fresh: "active"}

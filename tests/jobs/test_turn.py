@@ -550,3 +550,18 @@ async def test_reply_window_waits_for_the_customer_to_pause(
         proc.terminate()
         await proc.wait()
     assert await whatsapp.texts(phone) == ["Recibido (2): hola | ¿cuánto cuesta?"]
+
+
+async def test_arq_health_check_passes_while_the_worker_runs(worker: Worker) -> None:
+    import sys
+
+    proc = await worker.start()
+    try:
+        await asyncio.sleep(1.5)
+        check = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "arq", "jobs.worker.WorkerSettings", "--check", env=worker.env()
+        )
+        assert await check.wait() == 0
+    finally:
+        proc.terminate()
+        await proc.wait()
