@@ -15,10 +15,10 @@ import uuid
 import asyncpg
 from realtime import AsyncRealtimeClient
 from realtime.types import BroadcastPayload
+from supabase import acreate_client
 
 from bench.harness import bench_database, devstack, summary_ms
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
-from supabase import acreate_client
 
 FUNCTION = """
 create or replace function public.bench_add(a int, b int) returns int
@@ -94,7 +94,7 @@ async def _broadcast_latency(url: str, subscribers: int, messages: int) -> list[
         await client.close()
     lost = subscribers * messages - len(received)
     if lost:
-        print(f"  broadcast: {lost} deliveries missing")  # noqa: T201
+        print(f"  broadcast: {lost} deliveries missing")
     return received
 
 
@@ -111,8 +111,8 @@ async def main(argv: list[str]) -> None:
         await conn.close()
         async with devstack(database_url) as url:
             rate, lat = await _rpc_rate(url, args.seconds, args.concurrency)
-            print(f"RPC via supabase-py + devstack: {rate:,.0f} calls/s; {summary_ms(lat)}")  # noqa: T201
+            print(f"RPC via supabase-py + devstack: {rate:,.0f} calls/s; {summary_ms(lat)}")
             direct, dlat = await _direct_rate(database_url, args.seconds, args.concurrency)
-            print(f"direct asyncpg call:            {direct:,.0f} calls/s; {summary_ms(dlat)}")  # noqa: T201
+            print(f"direct asyncpg call:            {direct:,.0f} calls/s; {summary_ms(dlat)}")
             latencies = await _broadcast_latency(url, args.subscribers, args.messages)
-            print(f"broadcast http_send -> {args.subscribers} subscribers: {summary_ms(latencies)}")  # noqa: T201
+            print(f"broadcast http_send -> {args.subscribers} subscribers: {summary_ms(latencies)}")

@@ -217,13 +217,13 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--max-jobs", type=int, default=20)
     args = parser.parse_args(argv)
     print(
-        "workers | conversations | turns | turns/s | overhead p50 | overhead p99 |"  # noqa: T201
+        "workers | conversations | turns | turns/s | overhead p50 | overhead p99 |"
         " typing START p99 | ordering violations"
     )
     for workers in [int(w) for w in args.workers.split(",")]:
         r = await _run(args, workers)
         print(
-            f"{workers} | {r['conversations']} | {r['turns']} | {r['turns_per_s']:.0f} |"  # noqa: T201
+            f"{workers} | {r['conversations']} | {r['turns']} | {r['turns_per_s']:.0f} |"
             f" {r['overhead_p50_ms']:.1f} ms | {r['overhead_p99_ms']:.1f} ms |"
             f" {r['typing_p99_ms']:.1f} ms (n={r['typing_n']}) | {r['violations']}"
         )
