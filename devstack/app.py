@@ -22,8 +22,13 @@ def create_app(config: DevstackConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Idle connections are closed soon: tests and `make dev` share one Postgres whose
+        # max_connections (100 by default) several processes draw from.
         state.pool = await asyncpg.create_pool(
-            config.database_url, min_size=1, max_size=config.pool_max_size
+            config.database_url,
+            min_size=1,
+            max_size=config.pool_max_size,
+            max_inactive_connection_lifetime=10.0,
         )
         await realtime.start(state)
         try:

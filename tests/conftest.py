@@ -3,5 +3,4 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.devstack",
     "tests.fixtures.webhook",
-    "tests.fixtures.worker",
 ]
