@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 def lock_key(conversation_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory-lock key derived from the conversation id."""
+    """A signed 64-bit advisory-lock key derived from the conversation id (the same number as
+    `private.conversation_lock_key`)."""
     return int.from_bytes(conversation_id.bytes[:8], "big", signed=True)
 
 
@@ -50,17 +51,16 @@ class ConversationLock:
     ) -> ConversationLock | None:
         conn = await pool.acquire()
         try:
-            if not await conn.fetchval(
-                "select pg_try_advisory_lock($1)", lock_key(conversation_id)
-            ):
-                await pool.release(conn)
-                return None
+            # One round trip: the try-lock and, when it is taken, the new fencing epoch.
             epoch = await conn.fetchval(
-                "select private.claim_turn_fence($1, $2)", conversation_id, holder
+                "select private.lock_conversation($1, $2)", conversation_id, holder
             )
         except BaseException:
             await pool.release(conn)  # asyncpg's reset unlocks every advisory lock it held
             raise
+        if epoch is None:
+            await pool.release(conn)
+            return None
         return cls(pool, conn, conversation_id, int(epoch))
 
     async def assert_fence(self) -> None:

@@ -90,7 +90,7 @@ async def pending(lock: ConversationLock) -> list[OutboxRow]:
     ]
 
 
-async def _skip(lock: ConversationLock, ids: list[uuid.UUID], reason: str) -> None:
+async def _skip_rest(lock: ConversationLock, ids: list[uuid.UUID], reason: str) -> None:
     async with lock.conn.transaction():
         await lock.assert_fence()
         await lock.conn.execute(
@@ -99,57 +99,6 @@ async def _skip(lock: ConversationLock, ids: list[uuid.UUID], reason: str) -> No
             ids,
             reason,
         )
-
-
-async def _claim(lock: ConversationLock, row: OutboxRow) -> bool:
-    async with lock.conn.transaction():
-        await lock.assert_fence()
-        claimed = await lock.conn.fetchval(
-            "update public.messages set status = 'sending', send_attempts = send_attempts + 1"
-            " where id = $1 and status = 'pending' returning id",
-            row.id,
-        )
-    return claimed is not None
-
-
-async def _record(
-    lock: ConversationLock,
-    row: OutboxRow,
-    status: str,
-    *,
-    wamid: str | None = None,
-    code: int | None = None,
-    reason: str | None = None,
-) -> None:
-    # The outcome is a fact about WhatsApp, recorded even if the fence moved meanwhile.
-    async with lock.conn.transaction():
-        await lock.conn.execute(
-            """
-            update public.messages
-               set status = $2, wamid = coalesce($3, wamid), error_code = $4, error_message = $5,
-                   timestamp = case when $2 = 'sent' then now() else timestamp end,
-                   status_timestamp = now()
-             where id = $1
-            """,
-            row.id,
-            status,
-            wamid,
-            None if code is None else str(code),
-            reason,
-        )
-        if wamid is not None:
-            await lock.conn.execute("select private.apply_orphan_statuses($1)", wamid)
-
-
-async def _stop_reason(lock: ConversationLock, row: OutboxRow) -> str | None:
-    await lock.assert_fence()
-    if row.kind == "handoff":
-        return None
-    if not await turn_store.is_agent_enabled(lock.conn, lock.conversation_id):
-        return "agent disabled"
-    if await turn_store.has_unprocessed_inbound(lock.conn, lock.conversation_id):
-        return "newer inbound message"
-    return None
 
 
 async def send_pending(
@@ -167,32 +116,32 @@ async def send_pending(
     for index, row in enumerate(rows):
         if row.delay_ms and response_speed > 0:
             await sleep(row.delay_ms / 1000 * response_speed)
-        reason = await _stop_reason(lock, row)
-        if reason is not None:
-            rest = [r.id for r in rows[index:] if r.kind != "handoff"]
-            await _skip(lock, rest, reason)
-            report.skipped += len(rest)
-            if any(r.kind == "handoff" for r in rows[index:]):
-                continue
-            break
-        if not await _claim(lock, row):
+        # Fence, agent still on, no newer inbound: checked and claimed in one statement; a
+        # reply that must not go out is skipped together with the turn's later replies.
+        claim = await turn_store.claim_outbox_message(lock, row.id)
+        if claim == "gone":
             continue
+        if claim != "claimed":
+            report.skipped += sum(1 for r in rows[index:] if r.kind == "reply")
+            continue  # a handoff message later in the list still goes out
         checkpoint("sending")
         outcome = await _send_one(client, channel, to, row, backoff_seconds, sleep)
         if isinstance(outcome, str):
             checkpoint("sent")
-            await _record(lock, row, "sent", wamid=outcome)
+            await turn_store.record_send(lock, row.id, "sent", wamid=outcome)
             report.sent += 1
             continue
         if isinstance(outcome, Ambiguous):
-            await _record(lock, row, "unknown", reason=str(outcome)[:500])
+            await turn_store.record_send(lock, row.id, "unknown", reason=str(outcome)[:500])
             report.unknown += 1
             continue
-        await _record(lock, row, "failed", code=outcome.code, reason=str(outcome)[:500])
+        await turn_store.record_send(
+            lock, row.id, "failed", code=outcome.code, reason=str(outcome)[:500]
+        )
         report.failed += 1
         if isinstance(outcome, WindowClosed):
             rest = [r.id for r in rows[index + 1 :]]
-            await _skip(lock, rest, "24 h customer-service window closed (131047)")
+            await _skip_rest(lock, rest, "24 h customer-service window closed (131047)")
             report.skipped += len(rest)
             break
     return report

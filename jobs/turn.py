@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from bridge.engine.protocol import Engine, EngineConfigurationError, InboundMessage, TurnInput
+from bridge.engine.protocol import Engine, EngineConfigurationError, TurnInput
 from bridge.engine.registry import build_engine
 from bridge.settings import Settings
 from jobs import outbox, turn_store
@@ -93,59 +93,61 @@ async def run_conversation(
 async def _drain(
     deps: TurnDeps, lock: ConversationLock, outcome: TurnOutcome, handoff_reason: str | None
 ) -> None:
-    ctx = await turn_store.load_context(lock.conn, lock.conversation_id)
-    if ctx is None:
+    snap = await turn_store.snapshot(lock.conn, lock.conversation_id)
+    if snap is None:
         log.warning(
             "jobs.turn.no_conversation", extra={"conversation_id": str(lock.conversation_id)}
         )
         return
-    channel = channel_for(ctx, deps.settings)
-    to = ctx.phone or ctx.bsuid or ""
-    await _resume(deps, lock, ctx, channel, to)
+    channel = channel_for(snap.context, deps.settings)
+    to = snap.context.phone or snap.context.bsuid or ""
+    if snap.outbox_sending or snap.outbox_pending:
+        await _resume(deps, lock, snap, channel, to)
+        snap = await _refresh(lock)
     while True:
-        await _wait_reply_window(lock, ctx)
-        messages = await turn_store.unprocessed_inbound(lock.conn, lock.conversation_id)
+        snap = await _wait_reply_window(lock, snap)
+        messages = snap.messages
         if not messages:
             return
         outcome.processed += len(messages)
-        if not await turn_store.is_agent_enabled(lock.conn, lock.conversation_id):
-            await turn_store.mark_processed(lock, [m.message_id for m in messages])
-            continue
-        if handoff_reason is not None:
-            await _handoff(
-                deps, lock, ctx, channel, to, handoff_reason, [m.message_id for m in messages]
-            )
+        ids = [m.message_id for m in messages]
+        if not snap.enabled:
+            await turn_store.mark_processed(lock, ids)
+        elif handoff_reason is not None:
+            await _handoff(deps, lock, snap.context, channel, to, handoff_reason, ids)
             outcome.handoffs += 1
-            continue
-        outcome.turns += 1
-        await _turn(deps, lock, ctx, channel, to, messages, outcome)
+        else:
+            outcome.turns += 1
+            await _turn(deps, lock, snap, channel, to, outcome)
+        snap = await _refresh(lock)
+
+
+async def _refresh(lock: ConversationLock) -> turn_store.Snapshot:
+    snap = await turn_store.snapshot(lock.conn, lock.conversation_id)
+    if snap is None:
+        raise LookupError(f"conversation {lock.conversation_id} disappeared")
+    return snap
 
 
 async def _resume(
-    deps: TurnDeps,
-    lock: ConversationLock,
-    ctx: turn_store.ConversationContext,
-    channel: Channel,
-    to: str,
+    deps: TurnDeps, lock: ConversationLock, snap: turn_store.Snapshot, channel: Channel, to: str
 ) -> None:
     """Finish what a worker that died mid-turn had decided. A reply it was sending has an unknown
     fate: it is not re-sent, and a human is asked to check the conversation instead."""
-    interrupted = await outbox.recover_interrupted(lock)
-    if not interrupted and not await outbox.pending(lock):
-        return
     try:
-        if interrupted and await turn_store.is_agent_enabled(lock.conn, lock.conversation_id):
+        interrupted = await outbox.recover_interrupted(lock) if snap.outbox_sending else 0
+        if interrupted and snap.enabled:
             await _handoff(
                 deps,
                 lock,
-                ctx,
+                snap.context,
                 channel,
                 to,
                 "a reply's delivery is unknown: the worker stopped while sending it",
                 [],
             )
         else:
-            await _send(deps, lock, ctx, channel, to)
+            await _send(deps, lock, snap.context, channel, to)
     finally:
         await deps.typing.send(lock.conversation_id, False)  # the dead worker's START
 
@@ -153,14 +155,13 @@ async def _resume(
 async def _turn(
     deps: TurnDeps,
     lock: ConversationLock,
-    ctx: turn_store.ConversationContext,
+    snap: turn_store.Snapshot,
     channel: Channel,
     to: str,
-    messages: list[InboundMessage],
     outcome: TurnOutcome,
 ) -> None:
-    contact = await turn_store.ensure_contact(lock, ctx)
-    session = await turn_store.open_session(lock, ctx, contact.id)
+    ctx, messages = snap.context, snap.messages
+    contact, session = await turn_store.prepare(lock, ctx.agent_id)
     await deps.typing.send(lock.conversation_id, True)
     try:
         checkpoint("typing_started")
@@ -271,14 +272,15 @@ async def _handoff(
     await _send(deps, lock, ctx, channel, to)
 
 
-async def _wait_reply_window(lock: ConversationLock, ctx: turn_store.ConversationContext) -> None:
+async def _wait_reply_window(
+    lock: ConversationLock, snap: turn_store.Snapshot
+) -> turn_store.Snapshot:
     """Optional debounce: answer only once the customer paused for `reply_window_ms`."""
-    window_ms = float(ctx.config.get("reply_window_ms") or 0)
-    while window_ms > 0:
-        age = await turn_store.newest_inbound_age_ms(lock.conn, lock.conversation_id)
-        if age is None or age >= window_ms:
-            return
-        await asyncio.sleep((window_ms - age) / 1000)
+    window_ms = snap.context.reply_window_ms
+    while window_ms > 0 and snap.newest_age_ms is not None and snap.newest_age_ms < window_ms:
+        await asyncio.sleep((window_ms - snap.newest_age_ms) / 1000)
+        snap = await _refresh(lock)
+    return snap
 
 
 def retry_delay(job_try: int, base_seconds: float) -> timedelta:
