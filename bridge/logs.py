@@ -38,5 +38,10 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # arq's CLI gives its logger a plain-text handler of its own; one JSON line per event is enough.
+    arq_logger = logging.getLogger("arq")
+    arq_logger.handlers.clear()
+    arq_logger.setLevel(logging.NOTSET)
+    arq_logger.propagate = True
     for noisy in ("httpx", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

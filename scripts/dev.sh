@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The local stack in one terminal: the Supabase + WhatsApp stand-in on :54321 and the webhook API
-# on :8000 (each restarted by nothing: Ctrl-C stops them all). Run through `make dev`, which first
-# starts Postgres and Redis and applies the schema with the demo seed.
+# The local stack in one terminal: the Supabase + WhatsApp stand-in on :54321, the webhook API on
+# :8000 and one arq worker (Ctrl-C stops them all; if one dies the others are stopped too). Run
+# through `make dev`, which first starts Postgres and Redis and applies the schema with the demo
+# seed. The stand-in posts signed status webhooks for every reply back to the API, as Meta does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .env ] || cp .env.example .env
@@ -21,6 +22,9 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 "$UV" run --frozen bridge serve --host 127.0.0.1 --port "$BRIDGE_PORT" &
 pids+=($!)
+"$UV" run --frozen arq jobs.worker.WorkerSettings &
+pids+=($!)
 
 echo "Supabase stand-in: http://127.0.0.1:$DEVSTACK_PORT   webhook API: http://127.0.0.1:$BRIDGE_PORT"
+echo "Try: uv run python -m devstack.customer 'hola, cuánto cuesta?'  (replies: GET /whatsapp/_control/requests)"
 wait -n "${pids[@]}"
