@@ -7,12 +7,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from devstack.postgrest import errors, handler
+from devstack.postgrest.schema_cache import SchemaCache
 from devstack.state import DevstackState
 
 
 def routes(state: DevstackState) -> list[BaseRoute]:
+    cache = SchemaCache()
+
     async def rpc(request: Request) -> Response:
-        return await handler.rpc(request, state)
+        return await handler.rpc(request, state, cache)
 
     async def elsewhere(request: Request) -> Response:
         # Tables, views and the OpenAPI root are PostgREST features the bridge does not use.

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from devstack.postgrest.errors import PostgrestError
@@ -38,7 +41,10 @@ class Identity:
 
 def identify(authorization: str | None, *, secret: str, anon_role: str) -> Identity:
     token = _bearer(authorization)
-    claims = {} if token is None else _verified_claims(token, secret)
+    claims: Mapping[str, Any] = {}
+    if token is not None:
+        claims = _signed_claims(token, secret)
+        _check_time_claims(claims)
     role_claim = claims.get("role")
     if role_claim is None:
         role = anon_role
@@ -61,7 +67,12 @@ def _bearer(authorization: str | None) -> str | None:
     return rest.strip()
 
 
-def _verified_claims(token: str, secret: str) -> dict[str, Any]:
+# Clients send the same few tokens on every request (an app's key, a user's session token), and
+# checking the signature and decoding the claims is most of the work, so that part is kept per
+# token. Time claims change meaning with the clock: they are checked on every request.
+@functools.lru_cache(maxsize=1024)
+def _signed_claims(token: str, secret: str) -> Mapping[str, Any]:
+    """The claims of a token whose signature verifies; read-only, being shared."""
     if token == "":
         raise _decode_error("Empty JWT is sent in Authorization header")
     parts = token.split(".")
@@ -96,11 +107,10 @@ def _verified_claims(token: str, secret: str) -> dict[str, Any]:
         claims = None
     if not isinstance(claims, dict):
         raise _claims_error("Parsing claims failed")
-    _check_time_claims(claims)
-    return claims
+    return MappingProxyType(claims)
 
 
-def _check_time_claims(claims: dict[str, Any]) -> None:
+def _check_time_claims(claims: Mapping[str, Any]) -> None:
     now = int(time.time())
     # (claim, the latest acceptable value or None, the earliest or None, the failure message)
     checks = (

@@ -1,10 +1,10 @@
 """Functions as PostgREST's schema cache describes them, read from pg_catalog.
 
-Read on every request instead of cached: tests and migrations create and replace functions while
-the server runs, and Supabase reloads PostgREST's cache on DDL, so a fresh read is what a client
-of a real project observes. The selection follows PostgREST's: plain functions (no procedures or
-aggregates), no trigger functions, and only functions whose unnamed parameters are at most one
-json/jsonb/text/xml/bytea parameter.
+The selection follows PostgREST's: plain functions (no procedures or aggregates), no trigger
+functions, and only functions whose unnamed parameters are at most one json/jsonb/text/xml/bytea
+parameter. Each read also returns the *version* of the name: the OID and xmin of every pg_proc row
+so named in the schema. CREATE OR REPLACE, ALTER FUNCTION, DROP and a new overload all change it,
+so `schema_cache` can keep what it read and still see a change by the very next request.
 """
 
 from __future__ import annotations
@@ -69,6 +69,22 @@ class Routine:
         return f"{self.schema}.{self.name}({params})"
 
 
+def version_sql(schema_param: str, name_param: str) -> str:
+    """An expression for the version of `schema.name`, from two query parameters ("$1", "$2").
+
+    xmin changes with every new row version, so any DDL on one of the rows shows; a false change
+    (VACUUM FREEZE rewrites xmin) only costs one more catalog read.
+    """
+    return (
+        "(select coalesce(pg_catalog.string_agg(v.oid::text || ':' || v.xmin::text, ','"
+        " order by v.oid), '')"
+        " from pg_catalog.pg_proc v"
+        f" where v.proname = {name_param}::text"
+        " and v.pronamespace = (select n.oid from pg_catalog.pg_namespace n"
+        f" where n.nspname = {schema_param}::text))"
+    )
+
+
 _ROUTINES_SQL = """
 select
   p.proname as name,
@@ -80,7 +96,8 @@ select
   (select split_part(split_part(c, '=', 2), ',', 1)
      from pg_catalog.unnest(p.proconfig) c
     where c like 'default_transaction_isolation=%') as isolation,
-  coalesce(args.params, '[]') as params
+  coalesce(args.params, '[]') as params,
+  <version> as version
 from pg_catalog.pg_proc p
 join pg_catalog.pg_type rt on rt.oid = p.prorettype
 left join pg_catalog.pg_type bt on rt.typtype = 'd' and bt.oid = rt.typbasetype
@@ -113,12 +130,24 @@ where p.pronamespace = (select oid from pg_catalog.pg_namespace where nspname = 
            'pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype,
            'pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.xml'::pg_catalog.regtype)))
 order by p.oid
-"""
+""".replace("<version>", version_sql("$1", "$2"))
 
 
-async def routines_named(conn: Connection, schema: str, name: str) -> list[Routine]:
-    """Every overload of `schema.name` PostgREST could call."""
-    return [_routine(schema, r) for r in await conn.fetch(_ROUTINES_SQL, schema, name)]
+@dataclass(frozen=True)
+class Overloads:
+    routines: tuple[Routine, ...]
+    version: str
+
+
+async def routines_named(conn: Connection, schema: str, name: str) -> Overloads:
+    """Every overload of `schema.name` PostgREST could call, with the version they were read at.
+
+    One statement, so the version and the routines come from the same snapshot.
+    """
+    rows = await conn.fetch(_ROUTINES_SQL, schema, name)
+    # No rows, no version: nothing callable is cached, so it is never compared.
+    version = str(rows[0]["version"]) if rows else ""
+    return Overloads(tuple(_routine(schema, r) for r in rows), version)
 
 
 async def routine_names(conn: Connection, schema: str) -> list[str]:
