@@ -8,6 +8,7 @@ session-mode connection), the WhatsApp client and the typing broadcaster. Crons:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 import httpx
+import uvloop
 from arq import Retry, cron, func
 from arq.connections import RedisSettings
 
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # arq reads its settings from class attributes at import time, so the environment is read here.
 _settings = Settings()
+
+# arq builds its event loop from the policy after importing this module: make it uvloop's, which
+# roughly halves the loop's own cost per request (the API gets it from uvicorn[standard]).
+asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 # The seed's "2 retries": a third failure hands the conversation to a human.
 MAX_TRIES = 3
