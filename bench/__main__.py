@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import sys
 
-BENCHMARKS = ("devstack",)
+BENCHMARKS = ("devstack", "ingest", "engine", "turns")
 
 
 def main() -> int:

@@ -18,6 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=200,
+        help="requests in flight per worker before answering 503 (the provider retries)",
+    )
 
     db = commands.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True
@@ -40,7 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from bridge.server import serve
 
-    return serve(host=args.host, port=args.port, workers=args.workers)
+    return serve(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        limit_concurrency=args.limit_concurrency,
+    )
 
 
 if __name__ == "__main__":
