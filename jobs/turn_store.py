@@ -113,10 +113,6 @@ async def snapshot(conn: Conn, conversation_id: uuid.UUID) -> Snapshot | None:
     )
 
 
-async def is_agent_enabled(conn: Conn, conversation_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval("select private.is_agent_enabled($1)", conversation_id))
-
-
 async def has_unprocessed_inbound(conn: Conn, conversation_id: uuid.UUID) -> bool:
     return bool(
         await conn.fetchval(
