@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv on PATH, else the copy pip installs (run as a module, wherever pip put it)
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 DEVSTACK_PORT ?= 54321
@@ -14,10 +15,8 @@ help:
 	@echo "make dev   - start Postgres, Redis, the Supabase stand-in and the bridge (local stack)"
 	@echo "make test  - lint, type-check and run every test against real Postgres and Redis"
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-
-install: $(UV)
+install:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
 	@if command -v npm >/dev/null; then cd tests/js && npm ci --silent --no-audit --no-fund; fi
 
@@ -28,7 +27,7 @@ db: install services
 	$(RUN) bridge db apply --database-url "$(DATABASE_URL)" --seed
 
 dev: db
-	UV=$(UV) bash scripts/dev.sh
+	UV="$(UV)" bash scripts/dev.sh
 
 lint: install
 	$(RUN) ruff check .

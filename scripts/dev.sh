@@ -16,13 +16,13 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$UV" run --frozen python -m devstack --port "$DEVSTACK_PORT" --database-url "$DATABASE_URL" \
+$UV run --frozen python -m devstack --port "$DEVSTACK_PORT" --database-url "$DATABASE_URL" \
   --whatsapp-webhook-url "http://127.0.0.1:$BRIDGE_PORT/webhooks/whatsapp" \
   --whatsapp-app-secret "$WHATSAPP_APP_SECRET" &
 pids+=($!)
-"$UV" run --frozen bridge serve --host 127.0.0.1 --port "$BRIDGE_PORT" &
+$UV run --frozen bridge serve --host 127.0.0.1 --port "$BRIDGE_PORT" &
 pids+=($!)
-"$UV" run --frozen arq jobs.worker.WorkerSettings &
+$UV run --frozen arq jobs.worker.WorkerSettings &
 pids+=($!)
 
 echo "Supabase stand-in: http://127.0.0.1:$DEVSTACK_PORT   webhook API: http://127.0.0.1:$BRIDGE_PORT"
