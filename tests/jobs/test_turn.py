@@ -345,7 +345,7 @@ async def test_turning_the_agent_off_mid_turn_stops_the_remaining_replies(
 ) -> None:
     ws = await make_workspace(turn_db, response_speed=1.0)
     phone = wa.customer_phone()
-    await _say(inbox, ws.phone_number_id, phone, "hola #replies=3 #delay=700")
+    await _say(inbox, ws.phone_number_id, phone, "hola #replies=3 #delay=1500")
     conv = await _conversation(turn_db, ws.id, phone)
     proc = await worker.start()
     try:
@@ -399,7 +399,7 @@ async def test_a_newer_message_mid_turn_cancels_the_rest_and_is_answered_next(
 ) -> None:
     ws = await make_workspace(turn_db, response_speed=1.0)
     phone = wa.customer_phone()
-    await _say(inbox, ws.phone_number_id, phone, "hola #replies=3 #delay=700")
+    await _say(inbox, ws.phone_number_id, phone, "hola #replies=3 #delay=1500")
     conv = await _conversation(turn_db, ws.id, phone)
     proc = await worker.start()
     try:
@@ -411,7 +411,7 @@ async def test_a_newer_message_mid_turn_cancels_the_rest_and_is_answered_next(
         proc.terminate()
         await proc.wait()
     texts = await whatsapp.texts(phone)
-    assert texts[0] == "Recibido (1): hola #replies=3 #delay=700"
+    assert texts[0] == "Recibido (1): hola #replies=3 #delay=1500"
     assert texts[-1] == "Recibido (1): otra cosa"
     statuses = [r["status"] for r in await _outbound(turn_db, conv)]
     assert statuses.count("skipped") >= 1
