@@ -9,11 +9,7 @@ from threading import Lock
 class Metrics:
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        self._help: dict[str, str] = {}
         self._lock = Lock()
-
-    def describe(self, name: str, help_text: str) -> None:
-        self._help[name] = help_text
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         with self._lock:
@@ -30,7 +26,6 @@ class Metrics:
         for (name, labels), count in items:
             if name not in seen:
                 seen.add(name)
-                lines.append(f"# HELP {name} {self._help.get(name, name)}")
                 lines.append(f"# TYPE {name} counter")
             label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
             lines.append(f"{name}{{{label_text}}} {count}" if label_text else f"{name} {count}")

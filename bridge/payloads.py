@@ -133,10 +133,6 @@ class NormalisedBatch:
         for status in value.statuses:
             self.statuses.append(_status_row(pnid, status))
 
-    @property
-    def wamids(self) -> list[str]:
-        return [m["wamid"] for m in self.messages] + [s["wamid"] for s in self.statuses]
-
 
 def _contact_for(contacts: list[Contact], msg: Message) -> Contact | None:
     # A batch may carry several senders; match by wa_id or BSUID, else the only contact given.

@@ -11,6 +11,8 @@ worker that lost its lock can neither write nor, since sends are preceded by a f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -30,6 +32,17 @@ class FenceLost(Exception):
 
 
 FENCE_SQLSTATE = "WBF01"
+
+
+@contextmanager
+def fence_errors() -> Iterator[None]:
+    """Turn the database's "turn fence lost" error (raised by any fenced SQL) into FenceLost."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == FENCE_SQLSTATE:
+            raise FenceLost(str(exc)) from exc
+        raise
 
 
 class ConversationLock:
@@ -65,13 +78,10 @@ class ConversationLock:
 
     async def assert_fence(self) -> None:
         try:
-            await self.conn.execute(
-                "select private.assert_turn_fence($1, $2)", self.conversation_id, self.epoch
-            )
-        except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) == FENCE_SQLSTATE:
-                raise FenceLost(str(exc)) from exc
-            raise
+            with fence_errors():
+                await self.conn.execute(
+                    "select private.assert_turn_fence($1, $2)", self.conversation_id, self.epoch
+                )
         except (asyncpg.InterfaceError, OSError) as exc:
             raise FenceLost(f"lock connection lost: {exc}") from exc
 

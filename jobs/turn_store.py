@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from bridge.engine.protocol import Contact, InboundMessage, Session, TurnResult
-from jobs.lock import FENCE_SQLSTATE, ConversationLock, FenceLost
+from jobs.lock import ConversationLock, fence_errors
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -125,10 +125,9 @@ async def has_unprocessed_inbound(conn: Conn, conversation_id: uuid.UUID) -> boo
 
 async def _fenced(lock: ConversationLock, query: str, *args: Any) -> Any:
     try:
-        return await lock.conn.fetchval(query, *args)
+        with fence_errors():
+            return await lock.conn.fetchval(query, *args)
     except asyncpg.PostgresError as exc:
-        if getattr(exc, "sqlstate", None) == FENCE_SQLSTATE:
-            raise FenceLost(str(exc)) from exc
         if getattr(exc, "sqlstate", None) == SESSION_CONFLICT_SQLSTATE:
             raise SessionConflict(str(exc)) from exc
         raise

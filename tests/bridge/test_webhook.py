@@ -455,3 +455,19 @@ async def test_unicode_edge_cases_are_stored(
     stored = json.loads(rows[0]["content"])["body"]
     expected = text.replace("\u0000", "\ufffd").replace("\ud83d", "\ufffd")
     assert stored == expected
+
+
+async def test_metrics_expose_the_webhook_counters(
+    webhook: WebhookClient, make_channel: MakeChannel
+) -> None:
+    channel = await make_channel()
+    msg = wa.text("hola", sender=wa.customer_phone())
+    assert (
+        await webhook.post(wa.body(wa.change(channel.phone_number_id, messages=[msg])))
+    ).status_code == 200
+    assert (await webhook.post(None, raw=b"{}", secret=None)).status_code == 401
+    body = (await webhook.http.get("/metrics")).text
+    assert "# TYPE bridge_webhook_accepted_total counter" in body
+    assert 'bridge_webhook_accepted_total{provider="meta"} 1' in body
+    assert 'bridge_webhook_rejected_total{reason="missing_signature"} 1' in body
+    assert "bridge_messages_stored_total 1" in body

@@ -4,14 +4,21 @@ each rule of the turn, asserted on database rows, recorded sends and received br
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
 import asyncpg
+from arq import create_pool
+from arq.jobs import Job
 
+from bridge.queue import inbound_job_id, redis_settings
+from bridge.signature import sign
 from tests.factories import whatsapp as wa
-from tests.fixtures.webhook import WebhookClient
+from tests.fixtures.devstack import free_port
+from tests.fixtures.webhook import APP_SECRET, D360_SECRET, WebhookClient
 from tests.fixtures.worker import (
+    ACCESS_TOKEN,
     TypingWatcher,
     WhatsAppRecorder,
     Worker,
@@ -567,3 +574,99 @@ async def test_arq_health_check_passes_while_the_worker_runs(worker: Worker) -> 
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_whatsapp_typing_indicator_precedes_the_reply_when_the_workspace_wants_it(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+) -> None:
+    on = await make_workspace(turn_db, whatsapp_typing_indicator=True)
+    off = await make_workspace(turn_db)
+    phone_on, phone_off = wa.customer_phone(), wa.customer_phone()
+    [wamid] = await _say(inbox, on.phone_number_id, phone_on, "hola")
+    await _say(inbox, off.phone_number_id, phone_off, "hola")
+    assert await worker.burst() == 0
+
+    requests = [
+        r for r in await whatsapp.requests(on.phone_number_id) if r["kind"] in ("typing", "send")
+    ]
+    assert [r["kind"] for r in requests] == ["typing", "send"]
+    assert requests[0]["body"]["message_id"] == wamid
+    assert requests[0]["body"]["typing_indicator"] == {"type": "text"}
+    assert [r["kind"] for r in await whatsapp.requests(off.phone_number_id)] == ["send"]
+
+
+async def test_a_360dialog_channel_sends_with_its_api_key(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+) -> None:
+    ws = await make_workspace(
+        turn_db,
+        provider="360dialog",
+        api_base_url=f"{worker.stack.devstack_url}/whatsapp/360dialog",
+    )
+    phone = wa.customer_phone()
+    msg = wa.text("hola", sender=phone, ts=int(time.time()))
+    response = await inbox.post(
+        wa.body(wa.change(ws.phone_number_id, messages=[msg])),
+        secret=D360_SECRET,
+        header="X-360Dialog-Signature",
+    )
+    assert response.status_code == 200
+    assert await worker.burst() == 0
+    [send] = await whatsapp.sends(phone)
+    assert send["provider"] == "360dialog"
+    assert send["headers"].get("d360-api-key") == ACCESS_TOKEN
+    assert "authorization" not in send["headers"]
+    assert send["response"]["status"] == 200
+
+
+async def test_typing_broadcast_failures_never_fail_the_turn(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+) -> None:
+    ws = await make_workspace(turn_db)
+    phone = wa.customer_phone()
+    await _say(inbox, ws.phone_number_id, phone, "hola")
+    # Realtime is unreachable for this worker (the WhatsApp stand-in is not).
+    assert await worker.burst(SUPABASE_URL=f"http://127.0.0.1:{free_port()}") == 0
+    assert await whatsapp.texts(phone) == ["Recibido (1): hola"]
+
+
+async def test_the_webhook_correlation_id_travels_into_the_job(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+) -> None:
+    ws = await make_workspace(turn_db)
+    msg = wa.text("hola", sender=wa.customer_phone(), ts=int(time.time()))
+    raw = json.dumps(wa.body(wa.change(ws.phone_number_id, messages=[msg]))).encode()
+    response = await inbox.http.post(
+        "/webhooks/whatsapp",
+        content=raw,
+        headers={
+            "content-type": "application/json",
+            "x-request-id": "req-7f3a",
+            "x-hub-signature-256": sign(raw, APP_SECRET),
+        },
+    )
+    assert response.status_code == 200
+    message_id = await turn_db.fetchval(
+        "select id from public.messages where wamid = $1", msg["id"]
+    )
+    redis = await create_pool(redis_settings(worker.stack.redis_url))
+    try:
+        info = await Job(
+            inbound_job_id(str(message_id)), redis, _queue_name=worker.queue_name
+        ).info()
+    finally:
+        await redis.aclose()
+    assert info is not None
+    assert info.kwargs["correlation_id"] == "req-7f3a"
+    assert info.kwargs["message_id"] == str(message_id)

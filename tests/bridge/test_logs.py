@@ -1,0 +1,35 @@
+"""JSON log lines carry the correlation id of the request or job they belong to."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bridge.logs import JsonFormatter, correlation_id
+
+
+def _line(**extra: object) -> dict[str, object]:
+    record = logging.makeLogRecord(
+        {"name": "bridge.webhook", "levelname": "INFO", "msg": "bridge.message.stored", **extra}
+    )
+    parsed: dict[str, object] = json.loads(JsonFormatter().format(record))
+    return parsed
+
+
+def test_log_line_is_json_with_the_bound_correlation_id_and_extra_fields() -> None:
+    token = correlation_id.set("req-42")
+    try:
+        line = _line(wamid="wamid.X", conversation_id="c-1")
+    finally:
+        correlation_id.reset(token)
+    assert line["event"] == "bridge.message.stored"
+    assert line["level"] == "info"
+    assert (line["correlation_id"], line["wamid"], line["conversation_id"]) == (
+        "req-42",
+        "wamid.X",
+        "c-1",
+    )
+
+
+def test_log_line_without_a_correlation_id_has_none() -> None:
+    assert "correlation_id" not in _line()
