@@ -41,6 +41,7 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
+from bench import cpu
 from bench.harness import bench_database, free_port, percentile
 from bench.ingest_bodies import BodyFactory, write_for_wrk
 from bench.ingest_paced import paced
@@ -58,6 +59,8 @@ from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 APP_SECRET = "bench-app-secret"
 PATH = "/webhooks/whatsapp"
+# Whose CPU the table reports per stored message (wrk, a short-lived process, is not seen).
+CPU_ROLES = ("api", "ceiling", "stand-in", "postgres", "redis", "load")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Row:
     p50_ms: float
     p99_ms: float
     errors: str
+    cpu: str  # ms of CPU per stored message, by process role
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ async def _paced_row(ctx: Context, scenario: str, workers: int, url: str) -> Row
     rate = ctx.args.rate
     bodies = ctx.bodies.make(round(rate * ctx.args.seconds))
     before = await stored_messages(ctx.database_url, ctx.tenant)
+    cpu_before = cpu.snapshot()
     result = await paced(url, bodies, rate, max_connections=ctx.args.connections)
+    cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
     stored = await stored_messages(ctx.database_url, ctx.tenant) - before
     ms = [v * 1000 for v in result.latencies]
     if result.max_generator_lag > 0.02:
@@ -110,6 +116,7 @@ async def _paced_row(ctx: Context, scenario: str, workers: int, url: str) -> Row
         percentile(ms, 50),
         percentile(ms, 99),
         _errors(result.statuses, result.socket_errors),
+        cpu.per_item(cpu_spent, stored, CPU_ROLES),
     )
 
 
@@ -117,9 +124,11 @@ async def _wrk_row(ctx: Context, scenario: str, workers: int, url: str) -> Row:
     file = ctx.tmp / f"bodies-{uuid.uuid4().hex[:8]}.txt"
     write_for_wrk(ctx.bodies.stream(ctx.args.bodies), file)
     before = await stored_messages(ctx.database_url, ctx.tenant)
+    cpu_before = cpu.snapshot()
     result = await run_wrk(
         ctx.wrk, url, file, seconds=ctx.args.seconds, connections=ctx.args.connections
     )
+    cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
     file.unlink()
     await asyncio.sleep(1)  # the requests wrk abandoned at its deadline commit or fail
     stored = await stored_messages(ctx.database_url, ctx.tenant) - before
@@ -132,6 +141,7 @@ async def _wrk_row(ctx: Context, scenario: str, workers: int, url: str) -> Row:
         result.p50_ms,
         result.p99_ms,
         _errors(result.statuses, result.socket_errors),
+        cpu.per_item(cpu_spent, stored, CPU_ROLES),
     )
 
 
@@ -215,7 +225,17 @@ async def _run_ceiling(ctx: Context) -> None:
 
 
 def _table(rows: list[Row]) -> str:
-    head = ("scenario", "workers", "load", "sent/s", "stored/s", "p50 ms", "p99 ms", "errors")
+    head = (
+        "scenario",
+        "workers",
+        "load",
+        "sent/s",
+        "stored/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU ms per stored msg",
+    )
     cells = [head] + [
         (
             r.scenario,
@@ -226,6 +246,7 @@ def _table(rows: list[Row]) -> str:
             f"{r.p50_ms:.1f}",
             f"{r.p99_ms:.1f}",
             r.errors,
+            r.cpu,
         )
         for r in rows
     ]

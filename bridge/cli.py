@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         default=200,
         help="requests in flight per worker before answering 503 (the provider retries)",
     )
+    serve.add_argument(
+        "--access-log", action="store_true", help="also log every request (uvicorn's access log)"
+    )
 
     db = commands.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True
@@ -51,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         limit_concurrency=args.limit_concurrency,
+        access_log=args.access_log,
     )
 
 

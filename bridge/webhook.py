@@ -1,8 +1,9 @@
 """`GET/POST /webhooks/whatsapp`: Meta's verification handshake and the signed intake.
 
 The POST answers 200 only after the batch is committed, 503 when it could not be stored (the
-provider retries for days), and rings the worker's doorbell after the answer is sent: Redis
-trouble never changes the 200, the worker's sweeper finds what was not enqueued.
+provider retries for days), and rings the worker's doorbell once committed, without waiting for
+it (`bridge.doorbell`): Redis trouble never changes the 200, the worker's sweeper finds what was
+not enqueued.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
-from starlette.background import BackgroundTask
 
 from bridge import signature
 from bridge.intake import Provider, StoreUnavailable, store_webhook
 from bridge.logs import correlation_id
 from bridge.payloads import Webhook
+from bridge.queue import InboundJob
 from bridge.runtime import Runtime
 from bridge.text_scrub import scrub
 
@@ -147,9 +148,8 @@ async def receive(request: Request) -> Response:
             "bridge.message.stored",
             extra={"wamid": msg["wamid"], "conversation_id": msg["conversation_id"]},
         )
-    task = (
-        BackgroundTask(runtime.ring_doorbell, result.new_inbound, cid)
-        if result.new_inbound
-        else None
+    runtime.doorbell.ring(
+        InboundJob(str(msg["conversation_id"]), str(msg["message_id"]), cid)
+        for msg in result.new_inbound
     )
-    return JSONResponse({"received": True, "event_id": result.event_id}, background=task)
+    return JSONResponse({"received": True, "event_id": result.event_id})

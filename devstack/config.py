@@ -17,7 +17,8 @@ class DevstackConfig:
     anon_role: str = "anon"
     schemas: tuple[str, ...] = ("public", "graphql_public")
     extra_search_path: tuple[str, ...] = ("public", "extensions")
-    pool_max_size: int = 20
+    # PostgREST's db-pool default
+    pool_max_size: int = 10
     # Where the WhatsApp stand-in posts status webhooks (None: it does not)
     whatsapp_webhook_url: str | None = None
     whatsapp_app_secret: str | None = None

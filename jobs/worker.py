@@ -17,12 +17,12 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import asyncpg
-import httpx
 import uvloop
 from arq import Retry, cron, func
 from arq.connections import RedisSettings
 
 from bridge import logs
+from bridge.http_pool import pooled_client
 from bridge.queue import JobName
 from bridge.settings import Settings
 from jobs import sweeper
@@ -52,14 +52,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["lock_pool"] = await asyncpg.create_pool(
         settings.DATABASE_URL, min_size=1, max_size=settings.JOBS_MAX_JOBS + 2
     )
-    # One pooled client for WhatsApp sends and typing broadcasts: building an httpx client is
+    # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.
-    ctx["http"] = httpx.AsyncClient(
-        timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS,
-        limits=httpx.Limits(
-            max_connections=settings.JOBS_MAX_JOBS * 2,
-            max_keepalive_connections=settings.JOBS_MAX_JOBS * 2,
-        ),
+    ctx["http"] = pooled_client(
+        timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS, max_connections=settings.JOBS_MAX_JOBS * 2
     )
     ctx["turn_deps"] = TurnDeps(
         settings=settings,

@@ -1,0 +1,65 @@
+"""CPU time of the machine's processes by role, read from /proc, to say where a benchmark's
+cycles went (per stored message: which part to make cheaper next).
+
+A role is recognised from the command line; a process that starts and ends between two
+snapshots is not seen, so the servers and their database connections must outlive the span."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+# First match wins: uvicorn's worker processes are spawned children of `bridge.cli serve`.
+ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("api", ("bridge.cli serve", "multiprocessing.spawn")),
+    ("ceiling", ("bench.ingest_ceiling",)),
+    ("stand-in", ("-m devstack",)),
+    ("worker", ("arq jobs.worker", "jobs.worker")),
+    ("postgres", ("postgres",)),
+    ("redis", ("redis-server",)),
+    ("load", ("wrk", "-m bench")),
+)
+
+
+def _role(cmdline: str) -> str | None:
+    for role, needles in ROLES:
+        if any(n in cmdline for n in needles):
+            return role
+    return None
+
+
+def snapshot() -> dict[int, tuple[str, float]]:
+    """pid -> (role, CPU seconds so far) of every process with a known role."""
+    seen: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        role = _role(cmdline)
+        if role is not None:
+            seen[int(entry.name)] = (role, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return seen
+
+
+def spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per role between two snapshots (processes born in between count whole)."""
+    total: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        total[role] = total.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
+    return total
+
+
+def per_item(seconds: dict[str, float], items: int, roles: tuple[str, ...]) -> str:
+    """`api 1.20 · stand-in 0.45 …` in ms of CPU per item, for the roles that spent any."""
+    if items <= 0:
+        return "-"
+    parts = [f"{r} {seconds[r] / items * 1000:.2f}" for r in roles if seconds.get(r, 0.0) > 0]
+    return " · ".join(parts) or "-"
