@@ -7,6 +7,7 @@ snapshots is not seen, so the servers and their database connections must outliv
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,3 +64,35 @@ def per_item(seconds: dict[str, float], items: int, roles: tuple[str, ...]) -> s
         return "-"
     parts = [f"{r} {seconds[r] / items * 1000:.2f}" for r in roles if seconds.get(r, 0.0) > 0]
     return " · ".join(parts) or "-"
+
+
+class Sampler:
+    """Snapshots every `interval` seconds in a thread, so processes that end before the last
+    snapshot (a worker in burst mode, its database connections) still count, up to their last
+    sample."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self._interval = interval
+        self._first: dict[int, tuple[str, float]] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            self._last.update(snapshot())
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> Sampler:
+        self._first.update(snapshot())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def spent(self) -> dict[str, float]:
+        # A process missing from the first snapshot was born during the span: all of it counts.
+        return spent(self._first, self._last)

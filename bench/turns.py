@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 import time
 import uuid
@@ -31,11 +32,14 @@ from arq import create_pool
 from realtime import AsyncRealtimeClient
 from realtime.types import BroadcastPayload
 
+from bench import cpu
 from bench.harness import bench_database, devstack, percentile
 from bridge.queue import JobName, inbound_job_id, redis_settings
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Whose CPU is reported per turn (the realtime subscriber runs in this process: "load").
+CPU_ROLES = ("worker", "stand-in", "postgres", "redis", "load")
 
 
 async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
@@ -148,20 +152,31 @@ async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             "JOBS_POLL_DELAY_SECONDS": "0.01",
             "JOBS_SWEEP_AFTER_SECONDS": "3600",
         }
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "arq", "jobs.worker.WorkerSettings", "--burst", env=env
-            )
-            for _ in range(workers)
-        ]
-        await asyncio.gather(*(p.wait() for p in procs))
+        children_before = _children_cpu()
+        with cpu.Sampler() as sampler:
+            procs = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "arq", "jobs.worker.WorkerSettings", "--burst", env=env
+                )
+                for _ in range(workers)
+            ]
+            await asyncio.gather(*(p.wait() for p in procs))
+        cpu_spent = sampler.spent()
+        # The workers have exited: their CPU is what the waited-for children used.
+        cpu_spent["worker"] = _children_cpu() - children_before
         await asyncio.sleep(0.5)
         await client.close()
         report = await _measure(db, ws, started)
+        report["cpu"] = cpu.per_item(cpu_spent, report["turns"], CPU_ROLES)
         await redis.delete(queue)
         await redis.aclose()
         await db.close()
         return report
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -> dict[str, Any]:
@@ -218,12 +233,13 @@ async def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     print(
         "workers | conversations | turns | turns/s | overhead p50 | overhead p99 |"
-        " typing START p99 | ordering violations"
+        " typing START p99 | ordering violations | CPU ms per turn"
     )
     for workers in [int(w) for w in args.workers.split(",")]:
         r = await _run(args, workers)
         print(
             f"{workers} | {r['conversations']} | {r['turns']} | {r['turns_per_s']:.0f} |"
             f" {r['overhead_p50_ms']:.1f} ms | {r['overhead_p99_ms']:.1f} ms |"
-            f" {r['typing_p99_ms']:.1f} ms (n={r['typing_n']}) | {r['violations']}"
+            f" {r['typing_p99_ms']:.1f} ms (n={r['typing_n']}) | {r['violations']} |"
+            f" {r['cpu']}"
         )

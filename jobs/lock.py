@@ -45,6 +45,13 @@ def fence_errors() -> Iterator[None]:
         raise
 
 
+def _terminate(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass  # already lost: asyncpg has taken it back from us
+
+
 class ConversationLock:
     def __init__(
         self,
@@ -69,7 +76,9 @@ class ConversationLock:
                 "select private.lock_conversation($1, $2)", conversation_id, holder
             )
         except BaseException:
-            await pool.release(conn)  # asyncpg's reset unlocks every advisory lock it held
+            # The lock may have been taken: closing the session frees it for sure.
+            _terminate(conn)
+            await pool.release(conn)
             raise
         if epoch is None:
             await pool.release(conn)
@@ -85,13 +94,27 @@ class ConversationLock:
         except (asyncpg.InterfaceError, OSError) as exc:
             raise FenceLost(f"lock connection lost: {exc}") from exc
 
-    async def release(self) -> None:
+    async def release(self) -> bool:
+        """Unlock; True when inbound messages are waiting (stored while the lock was held, their
+        jobs found it busy and left them to us). The connection goes back to the pool as it is
+        (no reset round trip): unless the unlock surely ran, it is closed instead, which frees
+        every lock its session held."""
         try:
-            await self.conn.execute("select pg_advisory_unlock($1)", lock_key(self.conversation_id))
+            waiting = await self.conn.fetchval(
+                "select private.unlock_conversation($1)", self.conversation_id
+            )
         except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-            pass  # the connection is gone, and the lock went with it
-        finally:
-            try:
-                await self._pool.release(self.conn)
-            except asyncpg.InterfaceError:
-                pass  # asyncpg already took a dead connection back
+            _terminate(self.conn)  # the connection is gone, and the lock went with it
+            waiting = True  # unknown: the caller looks again
+        except BaseException:
+            _terminate(self.conn)
+            await self._give_back()
+            raise
+        await self._give_back()
+        return bool(waiting)
+
+    async def _give_back(self) -> None:
+        try:
+            await self._pool.release(self.conn)
+        except asyncpg.InterfaceError:
+            pass  # asyncpg already took a dead connection back

@@ -78,16 +78,16 @@ async def run_conversation(
         if lock is None:
             outcome.busy = outcome.turns == 0
             return outcome
+        waiting = True
         try:
             checkpoint("locked")
             await _drain(deps, lock, outcome, handoff_reason)
         finally:
-            await lock.release()
-        # A message stored between our last check and the unlock found the lock busy and its job
-        # exited: look once more now that the lock is free.
-        async with deps.lock_pool.acquire() as conn:
-            if not await turn_store.has_unprocessed_inbound(conn, conversation_id):
-                return outcome
+            # A message stored between our last check and the unlock found the lock busy and
+            # its job exited: the unlock says whether one is waiting.
+            waiting = await lock.release()
+        if not waiting:
+            return outcome
 
 
 async def _drain(

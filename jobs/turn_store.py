@@ -113,16 +113,6 @@ async def snapshot(conn: Conn, conversation_id: uuid.UUID) -> Snapshot | None:
     )
 
 
-async def has_unprocessed_inbound(conn: Conn, conversation_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "select exists (select 1 from public.messages where conversation_id = $1"
-            " and direction = 'inbound' and not processed_by_agent)",
-            conversation_id,
-        )
-    )
-
-
 async def _fenced(lock: ConversationLock, query: str, *args: Any) -> Any:
     try:
         with fence_errors():

@@ -44,13 +44,24 @@ asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 MAX_TRIES = 3
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset round trip (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) when a connection
+    goes back to a pool: the jobs keep no session state, and a lock's connection is closed
+    instead of returned unless its unlock surely ran (`jobs.lock`)."""
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings = _settings
     logs.configure(settings.BRIDGE_LOG_LEVEL)
     ctx["settings"] = settings
-    ctx["db"] = await asyncpg.create_pool(settings.DATABASE_URL, min_size=1, max_size=5)
+    ctx["db"] = await asyncpg.create_pool(
+        settings.DATABASE_URL, min_size=1, max_size=5, reset=_keep_session
+    )
     ctx["lock_pool"] = await asyncpg.create_pool(
-        settings.DATABASE_URL, min_size=1, max_size=settings.JOBS_MAX_JOBS + 2
+        settings.DATABASE_URL,
+        min_size=1,
+        max_size=settings.JOBS_MAX_JOBS + 2,
+        reset=_keep_session,
     )
     # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.

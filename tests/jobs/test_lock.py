@@ -20,7 +20,8 @@ async def lock_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def _conversation(db: asyncpg.Pool, channel: Channel) -> uuid.UUID:
+async def _conversation(db: asyncpg.Pool, channel: Channel, *, inbound: bool = True) -> uuid.UUID:
+    """A conversation, with one unprocessed inbound message (work for a turn) unless told not."""
     conv: uuid.UUID = await db.fetchval(
         "insert into public.conversations (workspace_id, phone_number_id, phone)"
         " values ($1, $2, $3) returning id",
@@ -28,7 +29,26 @@ async def _conversation(db: asyncpg.Pool, channel: Channel) -> uuid.UUID:
         channel.phone_number_id,
         f"57{uuid.uuid4().int % 10**10:010d}",
     )
+    if inbound:
+        await _message(db, channel, conv, "inbound")
     return conv
+
+
+async def _message(
+    db: asyncpg.Pool, channel: Channel, conv: uuid.UUID, direction: str, status: str | None = None
+) -> uuid.UUID:
+    message_id: uuid.UUID = await db.fetchval(
+        "insert into public.messages (workspace_id, conversation_id, wamid, direction, type,"
+        " content, status, processed_by_agent)"
+        " values ($1, $2, $3, $4, 'text', '{\"body\": \"hola\"}', $5, $4 = 'outbound')"
+        " returning id",
+        channel.workspace_id,
+        conv,
+        f"wamid.LOCK{uuid.uuid4().hex}",
+        direction,
+        status,
+    )
+    return message_id
 
 
 async def test_second_holder_is_refused_while_the_first_holds_the_lock(
@@ -70,3 +90,47 @@ async def test_a_holder_whose_connection_died_is_fenced_off(
     finally:
         await other_pool.close()
         await zombie.release()
+
+
+async def test_a_conversation_without_work_is_not_locked(
+    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
+) -> None:
+    channel = await make_channel()
+    conv = await _conversation(db, channel, inbound=False)
+    assert await ConversationLock.try_acquire(lock_pool, conv, "w1") is None
+    assert (
+        await db.fetchval(
+            "select epoch from public.conversation_turn_fences where conversation_id = $1", conv
+        )
+        is None
+    )
+    # An outbox row left pending by a worker that died is work: the turn resumes it.
+    await _message(db, channel, conv, "outbound", "pending")
+    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    assert lock is not None
+    await lock.release()
+
+
+async def test_unlocking_says_whether_a_message_arrived_meanwhile(
+    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
+) -> None:
+    channel = await make_channel()
+    conv = await _conversation(db, channel)
+    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    assert lock is not None
+    await db.execute(
+        "update public.messages set processed_by_agent = true where conversation_id = $1", conv
+    )
+    assert await lock.release() is False
+    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    assert lock is None  # nothing left to do
+    await _message(db, channel, conv, "inbound")
+    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    assert lock is not None
+    await _message(db, channel, conv, "inbound")  # its job finds the lock busy
+    assert await ConversationLock.try_acquire(lock_pool, conv, "w2") is None
+    assert await lock.release() is True
+    # The lock is free again (released on the connection that took it).
+    again = await ConversationLock.try_acquire(lock_pool, conv, "w2")
+    assert again is not None
+    await again.release()
