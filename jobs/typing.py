@@ -4,9 +4,9 @@
 no socket to keep alive in the worker.
 
 The request is the one `http_send` makes (same path encoding, apikey and Bearer headers, JSON
-body), sent over the worker's pooled HTTP client: `http_send` builds a new httpx client per call,
-and creating one costs ~17 ms of CPU (its TLS context), which at two broadcasts a turn was most
-of a turn's cost.
+body), sent over the worker's pooled aiohttp session: `http_send` builds a new httpx client per
+call, and creating one costs ~17 ms of CPU (its TLS context), which at two broadcasts a turn was
+most of a turn's cost.
 
 Every START carries `expiresAt`, so the inbox clears an indicator whose STOP never comes (a
 killed worker). Broadcast failures are logged, never raised: typing must not fail a turn.
@@ -20,14 +20,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 log = logging.getLogger(__name__)
+
+# A broadcast that takes longer is dropped: the indicator's expiry covers a missing one.
+_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 class TypingBroadcaster:
     def __init__(
-        self, http: httpx.AsyncClient, supabase_url: str, key: str, ttl: timedelta
+        self, http: aiohttp.ClientSession, supabase_url: str, key: str, ttl: timedelta
     ) -> None:
         self._http = http
         self._endpoint = f"{supabase_url.rstrip('/')}/realtime/v1/api/broadcast"
@@ -49,14 +52,15 @@ class TypingBroadcaster:
     async def send(self, conversation_id: uuid.UUID, is_typing: bool) -> bool:
         topic = quote(f"conversation:{conversation_id}", safe="")
         try:
-            response = await self._http.post(
+            async with self._http.post(
                 f"{self._endpoint}/{topic}/events/typing",
                 headers=self._headers,
-                content=json.dumps(self.payload(conversation_id, is_typing)),
-                timeout=5,
-            )
-            if response.status_code != 202:
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                data=json.dumps(self.payload(conversation_id, is_typing)),
+                timeout=_TIMEOUT,
+            ) as response:
+                if response.status != 202:
+                    text = await response.text(errors="replace")
+                    raise RuntimeError(f"HTTP {response.status}: {text[:200]}")
         except Exception as exc:
             log.warning(
                 "jobs.typing.failed",

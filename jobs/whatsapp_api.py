@@ -11,10 +11,11 @@ it (`D360-API-KEY`, no phone-number id in the path). Errors are typed by what th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 THROTTLE_CODES = {4, 80007, 130429, 131056}
 WINDOW_CLOSED = 131047
@@ -51,7 +52,7 @@ class Channel:
 
 
 class WhatsAppClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: aiohttp.ClientSession) -> None:
         self._http = http
 
     def _request(self, channel: Channel, body: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -65,31 +66,33 @@ class WhatsAppClient:
     async def _post(self, channel: Channel, body: dict[str, Any]) -> dict[str, Any]:
         url, headers = self._request(channel, body)
         try:
-            response = await self._http.post(url, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise Ambiguous(f"timeout: {exc}") from exc
-        except httpx.ConnectError as exc:
+            async with self._http.post(url, json=body, headers=headers) as response:
+                status = response.status
+                text = await response.text(errors="replace")
+        except aiohttp.ClientConnectorError as exc:
             # Nothing reached the server: safe to call a rejection, not ambiguous.
             raise Rejected(f"cannot connect: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise Ambiguous(f"transport error: {exc}") from exc
-        if response.status_code >= 500:
-            raise Ambiguous(f"HTTP {response.status_code}: {response.text[:300]}")
+        except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
+            raise Ambiguous(f"timeout: {exc or type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:  # dropped after the request was written, bad answer
+            raise Ambiguous(f"transport error: {type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            raise Ambiguous(f"HTTP {status}: {text[:300]}")
         try:
-            data = response.json()
+            data = json.loads(text)
         except ValueError:
             data = {}
-        if response.is_success and isinstance(data, dict):
+        if 200 <= status < 300 and isinstance(data, dict):
             return data
         error = data.get("error", {}) if isinstance(data, dict) else {}
         code = error.get("code") if isinstance(error, dict) else None
-        message = (error.get("message") if isinstance(error, dict) else None) or response.text[:300]
+        message = (error.get("message") if isinstance(error, dict) else None) or text[:300]
         code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
-        if code in THROTTLE_CODES or response.status_code == 429:
+        if code in THROTTLE_CODES or status == 429:
             raise Throttled(message, code)
         if code == WINDOW_CLOSED:
             raise WindowClosed(message, code)
-        raise Rejected(f"HTTP {response.status_code}: {message}", code)
+        raise Rejected(f"HTTP {status}: {message}", code)
 
     async def send_text(self, channel: Channel, to: str, body: str) -> str:
         """Send a text; returns the new message's wamid."""

@@ -22,7 +22,7 @@ from arq import Retry, cron, func
 from arq.connections import RedisSettings
 
 from bridge import logs
-from bridge.http_pool import pooled_client
+from bridge.http_pool import pooled_session
 from bridge.queue import JobName
 from bridge.settings import Settings
 from jobs import sweeper
@@ -65,7 +65,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.
-    ctx["http"] = pooled_client(
+    ctx["http"] = pooled_session(
         timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS, max_connections=settings.JOBS_MAX_JOBS * 2
     )
     ctx["turn_deps"] = TurnDeps(
@@ -84,7 +84,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["http"].aclose()
+    await ctx["http"].close()
     await ctx["lock_pool"].close()
     await ctx["db"].close()
 
