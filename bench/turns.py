@@ -1,7 +1,8 @@
 """Agent turns under load: the real arq worker(s), the diagnostic engine, zero delays, the
 devstack stand-ins and Postgres on this machine.
 
-    uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 20]
+    uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 20] \\
+        [--poll-delay 0.01]
 
 For each worker count: 1,000 conversations get two inbound messages each (stored through
 `public.ingest_whatsapp_webhook`, one arq job per message, as the webhook does), then the workers
@@ -149,7 +150,7 @@ async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             "WHATSAPP_API_BASE_URL": f"{url}/whatsapp/v21.0",
             "BRIDGE_LOG_LEVEL": "WARNING",
             "JOBS_MAX_JOBS": str(args.max_jobs),
-            "JOBS_POLL_DELAY_SECONDS": "0.01",
+            "JOBS_POLL_DELAY_SECONDS": str(args.poll_delay),
             "JOBS_SWEEP_AFTER_SECONDS": "3600",
         }
         children_before = _children_cpu()
@@ -230,6 +231,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--max-jobs", type=int, default=20)
+    parser.add_argument("--poll-delay", type=float, default=0.01, help="arq poll delay, seconds")
     args = parser.parse_args(argv)
     print(
         "workers | conversations | turns | turns/s | overhead p50 | overhead p99 |"
