@@ -12,9 +12,11 @@ from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
-# First match wins: uvicorn's worker processes are spawned children of `bridge.cli serve`.
+# First match wins. uvicorn's worker processes (multiprocessing's spawned children) take the
+# role of the process that spawned them.
+SPAWNED = "multiprocessing.spawn"
 ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("api", ("bridge.cli serve", "multiprocessing.spawn")),
+    ("api", ("bridge.cli serve",)),
     ("ceiling", ("bench.ingest_ceiling",)),
     ("stand-in", ("-m devstack",)),
     ("worker", ("arq jobs.worker", "jobs.worker")),
@@ -33,7 +35,7 @@ def _role(cmdline: str) -> str | None:
 
 def snapshot() -> dict[int, tuple[str, float]]:
     """pid -> (role, CPU seconds so far) of every process with a known role."""
-    seen: dict[int, tuple[str, float]] = {}
+    processes: dict[int, tuple[str, int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -42,9 +44,15 @@ def snapshot() -> dict[int, tuple[str, float]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+        processes[int(entry.name)] = (cmdline, int(fields[1]), cpu)
+    seen: dict[int, tuple[str, float]] = {}
+    for pid, (cmdline, parent, cpu) in processes.items():
+        if SPAWNED in cmdline and parent in processes:
+            cmdline = processes[parent][0]
         role = _role(cmdline)
         if role is not None:
-            seen[int(entry.name)] = (role, (int(fields[11]) + int(fields[12])) / _TICKS)
+            seen[pid] = (role, cpu)
     return seen
 
 
