@@ -110,9 +110,12 @@ async def send_pending(
     response_speed: float,
     backoff_seconds: float,
     sleep: Sleep = asyncio.sleep,
+    rows: list[OutboxRow] | None = None,
 ) -> SendReport:
+    """Send `rows` (read from the database when not given) in order."""
     report = SendReport()
-    rows = await pending(lock)
+    if rows is None:
+        rows = await pending(lock)
     for index, row in enumerate(rows):
         if row.delay_ms and response_speed > 0:
             await sleep(row.delay_ms / 1000 * response_speed)

@@ -1,14 +1,15 @@
 """The agent turn: what happens after a message is stored.
 
 One job per inbound message rings the doorbell; whoever takes the conversation's lock drains
-every unprocessed inbound message as ONE turn (a burst gets one answer), then re-checks for
-messages that arrived meanwhile, before and after releasing the lock, so no wake-up is lost. A
-job that finds the lock busy exits: the holder will drain its message too.
+every unprocessed inbound message as ONE turn (a burst gets one answer); unlocking says whether
+messages arrived meanwhile, and if so the conversation is taken again, so no wake-up is lost. A
+job that finds the lock busy, or nothing to do, exits: the holder will drain its message too.
 
     lock + fence → resume an interrupted outbox → [reply window] → unprocessed inbound
     → agent on? (no: mark processed) → contact → session → typing START → engine
     → commit decision (turns, outbox rows, state, processed marks: one transaction)
-    → send in order with delays → typing STOP (finally) → handoff if asked → loop
+    → send in order with delays → typing STOP (finally) → handoff if asked
+    → unlock (messages waiting? again)
 """
 
 from __future__ import annotations
@@ -104,22 +105,22 @@ async def _drain(
     if snap.outbox_sending or snap.outbox_pending:
         await _resume(deps, lock, snap, channel, to)
         snap = await _refresh(lock)
-    while True:
-        snap = await _wait_reply_window(lock, snap)
-        messages = snap.messages
-        if not messages:
-            return
-        outcome.processed += len(messages)
-        ids = [m.message_id for m in messages]
-        if not snap.enabled:
-            await turn_store.mark_processed(lock, ids)
-        elif handoff_reason is not None:
-            await _handoff(deps, lock, snap.context, channel, to, handoff_reason, ids)
-            outcome.handoffs += 1
-        else:
-            outcome.turns += 1
-            await _turn(deps, lock, snap, channel, to, outcome)
-        snap = await _refresh(lock)
+    snap = await _wait_reply_window(lock, snap)
+    messages = snap.messages
+    if not messages:
+        return
+    outcome.processed += len(messages)
+    ids = [m.message_id for m in messages]
+    if not snap.enabled:
+        await turn_store.mark_processed(lock, ids)
+    elif handoff_reason is not None:
+        await _handoff(deps, lock, snap.context, channel, to, handoff_reason, ids)
+        outcome.handoffs += 1
+    else:
+        outcome.turns += 1
+        await _turn(deps, lock, snap, channel, to, outcome)
+    # Messages that arrived during this turn are answered by the next one: unlocking says
+    # whether there are any, and run_conversation takes the conversation again for them.
 
 
 async def _refresh(lock: ConversationLock) -> turn_store.Snapshot:
@@ -199,7 +200,7 @@ async def _turn(
                 await deps.whatsapp.send_typing(channel, messages[-1].wamid)
             except SendError as exc:
                 log.info("jobs.turn.whatsapp_typing_failed", extra={"detail": str(exc)})
-        await turn_store.commit_decision(lock, session, messages, result)
+        outbox_ids = await turn_store.commit_decision(lock, session, messages, result)
         checkpoint("decided")
         log.info(
             "jobs.turn.decided",
@@ -210,7 +211,13 @@ async def _turn(
                 "handoff": result.handoff,
             },
         )
-        await _send(deps, lock, ctx, channel, to)
+        # The rows just committed are the conversation's whole outbox (earlier ones were
+        # resumed before this turn): no need to read them back.
+        rows = [
+            outbox.OutboxRow(row_id, "reply", reply.text, reply.delay_ms)
+            for row_id, reply in zip(outbox_ids, result.replies, strict=True)
+        ]
+        await _send(deps, lock, ctx, channel, to, rows)
     finally:
         await deps.typing.send(lock.conversation_id, False)
     if result.handoff:
@@ -224,6 +231,7 @@ async def _send(
     ctx: turn_store.ConversationContext,
     channel: Channel,
     to: str,
+    rows: list[outbox.OutboxRow] | None = None,
 ) -> None:
     report = await outbox.send_pending(
         lock,
@@ -232,6 +240,7 @@ async def _send(
         to,
         response_speed=ctx.response_speed,
         backoff_seconds=deps.settings.JOBS_SEND_BACKOFF_SECONDS,
+        rows=rows,
     )
     if report.sent or report.skipped or report.failed or report.unknown:
         log.info(
