@@ -1,5 +1,6 @@
-"""The local Supabase stand-in under load: RPC calls/s (supabase-py → devstack → Postgres)
-against a direct asyncpg call of the same function, and Realtime broadcast latency from
+"""The local Supabase stand-in under load: RPC calls/s (supabase-py → devstack → Postgres), with
+supabase-py's default httpx client and with the bridge's (httpx over aiohttp), and the client's
+CPU per call, against a direct asyncpg call of the same function, and Realtime broadcast latency from
 `http_send` to 100 realtime-py subscribers.
 
     uv run python -m bench devstack [--seconds 10] [--concurrency 32] [--subscribers 100]
@@ -13,11 +14,13 @@ import time
 import uuid
 
 import asyncpg
+import httpx
 from realtime import AsyncRealtimeClient
 from realtime.types import BroadcastPayload
-from supabase import acreate_client
+from supabase import AsyncClientOptions, acreate_client
 
 from bench.harness import bench_database, devstack, summary_ms
+from bridge.http_pool import pooled_client
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 
 FUNCTION = """
@@ -26,8 +29,13 @@ language sql stable as $$ select a + b $$;
 """
 
 
-async def _rpc_rate(url: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
-    client = await acreate_client(url, LOCAL_SERVICE_ROLE_KEY)
+async def _rpc_rate(
+    url: str, seconds: float, concurrency: int, http: httpx.AsyncClient | None = None
+) -> tuple[float, list[float], float]:
+    """Calls/s, latencies and this process's CPU ms per call (the client's cost: the stand-in
+    and Postgres run in other processes)."""
+    options = AsyncClientOptions(httpx_client=http) if http is not None else AsyncClientOptions()
+    client = await acreate_client(url, LOCAL_SERVICE_ROLE_KEY, options=options)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -38,11 +46,14 @@ async def _rpc_rate(url: str, seconds: float, concurrency: int) -> tuple[float, 
             assert result.data == 3
             latencies.append(time.perf_counter() - t0)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(loop() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     await client.postgrest.aclose()
-    return len(latencies) / elapsed, latencies
+    if http is not None:
+        await http.aclose()
+    calls = max(len(latencies), 1)
+    return len(latencies) / elapsed, latencies, cpu / calls * 1000
 
 
 async def _direct_rate(
@@ -110,8 +121,18 @@ async def main(argv: list[str]) -> None:
         await conn.execute(FUNCTION)
         await conn.close()
         async with devstack(database_url) as url:
-            rate, lat = await _rpc_rate(url, args.seconds, args.concurrency)
-            print(f"RPC via supabase-py + devstack: {rate:,.0f} calls/s; {summary_ms(lat)}")
+            rate, lat, cpu = await _rpc_rate(url, args.seconds, args.concurrency)
+            print(
+                f"RPC via supabase-py (default httpx client): {rate:,.0f} calls/s,"
+                f" client CPU {cpu:.2f} ms/call; {summary_ms(lat)}"
+            )
+            # The bridge's own client: httpx over aiohttp's pool (bridge/http_pool.py).
+            pooled = pooled_client(timeout=10, max_connections=100)
+            rate, lat, cpu = await _rpc_rate(url, args.seconds, args.concurrency, pooled)
+            print(
+                f"RPC via supabase-py (the bridge's client):  {rate:,.0f} calls/s,"
+                f" client CPU {cpu:.2f} ms/call; {summary_ms(lat)}"
+            )
             direct, dlat = await _direct_rate(database_url, args.seconds, args.concurrency)
             print(f"direct asyncpg call:            {direct:,.0f} calls/s; {summary_ms(dlat)}")
             latencies = await _broadcast_latency(url, args.subscribers, args.messages)
