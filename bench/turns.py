@@ -1,7 +1,7 @@
 """Agent turns under load: the real arq worker(s), the diagnostic engine, zero delays, the
 devstack stand-ins and Postgres on this machine.
 
-    uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 20] \\
+    uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 5] \\
         [--poll-delay 0.01]
 
 For each worker count: 1,000 conversations get two inbound messages each (stored through
@@ -230,7 +230,9 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench turns")
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--max-jobs", type=int, default=20)
+    # The diagnostic engine is CPU-bound: turns beyond a few per worker only queue for the cores
+    # (and lengthen arq's scan of running jobs), so the default is lower than JOBS_MAX_JOBS's.
+    parser.add_argument("--max-jobs", type=int, default=5)
     parser.add_argument("--poll-delay", type=float, default=0.01, help="arq poll delay, seconds")
     args = parser.parse_args(argv)
     print(
