@@ -7,7 +7,7 @@ request and response models: about half the CPU again per request.
 
 httpcore, httpx's own transport, re-examines every pooled connection (a readability syscall each)
 whenever a request starts or ends, so its cost grows with the requests in flight: `bench devstack`
-measures supabase-py's client CPU per RPC at 1.1–1.5 ms with httpcore and 0.5–0.7 ms with the
+measures supabase-py's client CPU per RPC at 1.1 to 1.5 ms with httpcore and 0.5 to 0.7 ms with the
 aiohttp transport. Callers keep using httpx (timeouts, errors, responses).
 """
 
