@@ -5,7 +5,6 @@ No FastAPI here: the router verifies and parses, this stores and reports what is
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,8 +12,6 @@ from postgrest.exceptions import APIError
 from supabase import AsyncClient
 
 from bridge.payloads import NormalisedBatch
-
-log = logging.getLogger(__name__)
 
 Provider = Literal["meta", "360dialog"]
 

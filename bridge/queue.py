@@ -6,7 +6,6 @@ messages. Job ids are deterministic per message, so a redelivered webhook never 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,8 +16,6 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.commands.core import AsyncScript
-
-log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = "arq:queue"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import httpx
@@ -13,8 +12,6 @@ from bridge.http_pool import pooled_client
 from bridge.metrics import Metrics
 from bridge.queue import Enqueuer
 from bridge.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
