@@ -17,8 +17,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-# How long an idle pooled connection is kept (httpx's default).
-KEEPALIVE_SECONDS = 5.0
+# How long an idle pooled connection is kept: under the 5 s after which uvicorn (the stand-in) and
+# many proxies close idle connections, so a request is not written into one being closed.
+KEEPALIVE_SECONDS = 4.0
 
 
 def pooled_client(*, timeout: float, max_connections: int) -> httpx.AsyncClient:
