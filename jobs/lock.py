@@ -21,12 +21,6 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
 
-def lock_key(conversation_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory-lock key derived from the conversation id (the same number as
-    `private.conversation_lock_key`)."""
-    return int.from_bytes(conversation_id.bytes[:8], "big", signed=True)
-
-
 class FenceLost(Exception):
     """This worker no longer owns the conversation's turn; it must stop without sending."""
 

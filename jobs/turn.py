@@ -79,7 +79,6 @@ async def run_conversation(
         if lock is None:
             outcome.busy = outcome.turns == 0
             return outcome
-        waiting = True
         try:
             checkpoint("locked")
             await _drain(deps, lock, outcome, handoff_reason)
