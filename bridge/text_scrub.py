@@ -12,6 +12,16 @@ from typing import Any
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+# What a raw body must hold for its decoded JSON to hold either: the escapes `\u0000` and
+# `\ud800`-`\udfff`, a UTF-8 lead byte of U+D000-U+DFFF (json.loads decodes with surrogatepass),
+# or a NUL byte (UTF-16/32 bodies). Bodies without any (no escaped emoji either: a pair is two
+# surrogate escapes) skip the walk.
+_UNSTORABLE_IN_BODY = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|\xed|\x00")
+
+
+def may_hold_unstorable(body: bytes) -> bool:
+    """False only when `scrub(json.loads(body))` is surely `json.loads(body)`."""
+    return _UNSTORABLE_IN_BODY.search(body) is not None
 
 
 def scrub(value: Any) -> Any:

@@ -24,7 +24,7 @@ from bridge.logs import correlation_id
 from bridge.payloads import Webhook
 from bridge.queue import InboundJob
 from bridge.runtime import Runtime
-from bridge.text_scrub import scrub
+from bridge.text_scrub import may_hold_unstorable, scrub
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -110,9 +110,11 @@ async def receive(request: Request) -> Response:
     if provider is None:
         return _reject(runtime, 401, reason, "X-Hub-Signature-256 / X-360Dialog-Signature")
     try:
-        payload: Any = scrub(json.loads(body))
+        payload: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _reject(runtime, 400, "invalid_json", str(exc))
+    if may_hold_unstorable(body):
+        payload = scrub(payload)
     if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
         return _reject(
             runtime,
