@@ -1,8 +1,14 @@
 """JWT checks shared by the stand-ins: HS256 with the configured secret, `role` and `exp` read as
-PostgREST and Realtime read them."""
+PostgREST and Realtime read them.
+
+A token that passed is remembered, as PostgREST's JWT cache does: the same token string is not
+verified again until its `exp`, the only check whose answer changes with time (a token valid now
+stays past its `nbf` and `iat`). Clients send the same few keys with every request.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +30,30 @@ class Claims:
     claims: dict[str, Any]
 
 
+# (token, secret) -> (claims, exp): at most _CACHE_SIZE tokens, forgotten all at once when full.
+_verified: dict[tuple[str, str], tuple[Claims, int | None]] = {}
+_CACHE_SIZE = 1024
+
+
 def decode(token: str, secret: str) -> Claims:
+    key = (token, secret)
+    known = _verified.get(key)
+    if known is not None:
+        claims, exp = known
+        # PyJWT's own test: expired once `exp <= now`, in whole seconds.
+        if exp is None or exp > int(time.time()):
+            return claims
+        del _verified[key]
+        raise JWTError("PGRST303", "JWT expired")
+    checked = _decode(token, secret)
+    if len(_verified) >= _CACHE_SIZE:
+        _verified.clear()
+    exp = checked.claims.get("exp")
+    _verified[key] = (checked, int(exp) if exp is not None else None)
+    return checked
+
+
+def _decode(token: str, secret: str) -> Claims:
     try:
         claims = jwt.decode(
             token,

@@ -28,27 +28,35 @@ def verify(token: str, secret: str) -> dict[str, Any]:
     """Claims of a valid token, else TokenError with Realtime's wording. As in Realtime, the
     signature is checked before the claims."""
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise TokenError("MalformedJWT", "The token provided is not a valid JWT") from exc
-    if not isinstance(header, dict) or not isinstance(unverified, dict):
-        raise TokenError("MalformedJWT", "The token provided is not a valid JWT")
-    role = unverified.get("role")
-    exp = unverified.get("exp")
-    has_claims = isinstance(role, str) and bool(role) and type(exp) is int
-    try:
         claims = auth.decode(token, secret).claims
     except auth.JWTError as exc:
-        if exc.code == "PGRST303" and type(exp) is int:
-            ago = int(time.time()) - exp
-            raise TokenError("InvalidJWTToken", f"Token has expired {ago} seconds ago") from exc
-        if exc.message.startswith("JWT could not be decoded"):
-            raise TokenError("JwtSignatureError", "Failed to validate JWT signature") from exc
-        raise TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT") from exc
-    if not has_claims:
+        raise _explained(token, exc) from exc
+    if not _has_claims(claims):
         raise TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
     return claims
+
+
+def _has_claims(claims: dict[str, Any]) -> bool:
+    role = claims.get("role")
+    return isinstance(role, str) and bool(role) and type(claims.get("exp")) is int
+
+
+def _explained(token: str, exc: auth.JWTError) -> TokenError:
+    """Realtime's error for a token that failed: malformed, then signature, then claims."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return TokenError("MalformedJWT", "The token provided is not a valid JWT")
+    if not isinstance(header, dict) or not isinstance(unverified, dict):
+        return TokenError("MalformedJWT", "The token provided is not a valid JWT")
+    exp = unverified.get("exp")
+    if exc.code == "PGRST303" and type(exp) is int:
+        ago = int(time.time()) - exp
+        return TokenError("InvalidJWTToken", f"Token has expired {ago} seconds ago")
+    if exc.message.startswith("JWT could not be decoded"):
+        return TokenError("JwtSignatureError", "Failed to validate JWT signature")
+    return TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
 
 
 def expires_at(claims: dict[str, Any]) -> int:
