@@ -8,8 +8,11 @@ stays past its `nbf` and `iat`). Clients send the same few keys with every reque
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -27,30 +30,24 @@ class JWTError(Exception):
 @dataclass(frozen=True)
 class Claims:
     role: str
-    claims: dict[str, Any]
-
-
-# (token, secret) -> (claims, exp): at most _CACHE_SIZE tokens, forgotten all at once when full.
-_verified: dict[tuple[str, str], tuple[Claims, int | None]] = {}
-_CACHE_SIZE = 1024
+    claims: Mapping[str, Any]  # read-only: one object serves every request with the token
 
 
 def decode(token: str, secret: str) -> Claims:
-    key = (token, secret)
-    known = _verified.get(key)
-    if known is not None:
-        claims, exp = known
-        # PyJWT's own test: expired once `exp <= now`, in whole seconds.
-        if exp is None or exp > int(time.time()):
-            return claims
-        del _verified[key]
+    claims, exp = _verified(token, secret)
+    # PyJWT's own test: expired once `exp <= now`, in whole seconds.
+    if exp is not None and exp <= int(time.time()):
         raise JWTError("PGRST303", "JWT expired")
-    checked = _decode(token, secret)
-    if len(_verified) >= _CACHE_SIZE:
-        _verified.clear()
-    exp = checked.claims.get("exp")
-    _verified[key] = (checked, int(exp) if exp is not None else None)
-    return checked
+    return claims
+
+
+# Kept per token like PostgREST's side of the stand-in (`postgrest.bearer`); a refused token raises
+# and so is never kept.
+@functools.lru_cache(maxsize=1024)
+def _verified(token: str, secret: str) -> tuple[Claims, int | None]:
+    claims = _decode(token, secret)
+    exp = claims.claims.get("exp")
+    return claims, None if exp is None else int(exp)
 
 
 def _decode(token: str, secret: str) -> Claims:
@@ -70,7 +67,7 @@ def _decode(token: str, secret: str) -> Claims:
     role = claims.get("role")
     if role is not None and not isinstance(role, str):
         raise JWTError("PGRST301", "JWT role claim is not a string")
-    return Claims(role=role or "", claims=claims)
+    return Claims(role=role or "", claims=MappingProxyType(claims))
 
 
 def bearer_token(authorization: str | None) -> str | None:

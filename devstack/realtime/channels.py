@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from devstack.realtime import frames, policies, tokens
@@ -126,7 +127,7 @@ class Channels:
 
     # -- join / leave -----------------------------------------------------------------------
 
-    async def _can_read(self, sub_topic: str, claims: dict[str, Any]) -> bool:
+    async def _can_read(self, sub_topic: str, claims: Mapping[str, Any]) -> bool:
         pool = self.runtime.pool
         return pool is not None and await policies.can_read(pool, sub_topic, claims)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class Subscription:
     self_broadcast: bool
     ack: bool
     access_token: str
-    claims: dict[str, Any]
+    claims: Mapping[str, Any]
     # Private channels only: may this socket broadcast here? Checked on the first broadcast
     # and again after a token change, as Realtime caches its write policy per channel.
     can_write: bool | None = None

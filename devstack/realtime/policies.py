@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -39,19 +40,19 @@ _WRITE_SQL = "insert into realtime.messages (topic, extension) values ($1, 'broa
 
 
 async def _take_identity(
-    conn: asyncpg.pool.PoolConnectionProxy, topic: str, claims: dict[str, Any]
+    conn: asyncpg.pool.PoolConnectionProxy, topic: str, claims: Mapping[str, Any]
 ) -> None:
     sub = claims.get("sub")
     await conn.execute(
         _IDENTITY_SQL,
         str(claims["role"]),
         topic,
-        json.dumps(claims),
+        json.dumps(dict(claims)),
         sub if isinstance(sub, str) else None,
     )
 
 
-async def can_read(pool: asyncpg.Pool, topic: str, claims: dict[str, Any]) -> bool:
+async def can_read(pool: asyncpg.Pool, topic: str, claims: Mapping[str, Any]) -> bool:
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
@@ -68,7 +69,7 @@ async def can_read(pool: asyncpg.Pool, topic: str, claims: dict[str, Any]) -> bo
             await tx.rollback()
 
 
-async def can_write(pool: asyncpg.Pool, topic: str, claims: dict[str, Any]) -> bool:
+async def can_write(pool: asyncpg.Pool, topic: str, claims: Mapping[str, Any]) -> bool:
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -26,7 +27,7 @@ def _unauthorized() -> JSONResponse:
     return JSONResponse({"message": "Unauthorized"}, status_code=401)
 
 
-def _caller(request: Request, runtime: RealtimeRuntime) -> dict[str, Any] | None:
+def _caller(request: Request, runtime: RealtimeRuntime) -> Mapping[str, Any] | None:
     """The caller's claims, or None when unauthorized."""
     # Bearer first, else the apikey header, as Realtime's tenant auth plug reads them.
     token = auth.bearer_token(request.headers.get("authorization"))
@@ -40,7 +41,7 @@ def _caller(request: Request, runtime: RealtimeRuntime) -> dict[str, Any] | None
         return None
 
 
-async def _may_write(runtime: RealtimeRuntime, topic: str, claims: dict[str, Any]) -> bool:
+async def _may_write(runtime: RealtimeRuntime, topic: str, claims: Mapping[str, Any]) -> bool:
     pool = runtime.pool
     return pool is not None and await policies.can_write(pool, topic, claims)
 

@@ -4,6 +4,7 @@ caller: HS256 with the project secret, and `role` plus an integer `exp` in the f
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -24,7 +25,7 @@ class TokenError(Exception):
         return f"{self.code}: {self.message}"
 
 
-def verify(token: str, secret: str) -> dict[str, Any]:
+def verify(token: str, secret: str) -> Mapping[str, Any]:
     """Claims of a valid token, else TokenError with Realtime's wording. As in Realtime, the
     signature is checked before the claims."""
     try:
@@ -36,7 +37,7 @@ def verify(token: str, secret: str) -> dict[str, Any]:
     return claims
 
 
-def _has_claims(claims: dict[str, Any]) -> bool:
+def _has_claims(claims: Mapping[str, Any]) -> bool:
     role = claims.get("role")
     return isinstance(role, str) and bool(role) and type(claims.get("exp")) is int
 
@@ -59,7 +60,7 @@ def _explained(token: str, exc: auth.JWTError) -> TokenError:
     return TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
 
 
-def expires_at(claims: dict[str, Any]) -> int:
+def expires_at(claims: Mapping[str, Any]) -> int:
     exp = claims["exp"]
     assert isinstance(exp, int)
     return exp
