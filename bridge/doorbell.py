@@ -95,8 +95,7 @@ class Doorbell:
                     self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))
                 ]
                 await self._send(batch)
-            if not self._pending:
-                self._idle.set()
+            self._idle.set()
 
     async def _send(self, batch: list[InboundJob]) -> None:
         try:

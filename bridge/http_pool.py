@@ -63,16 +63,7 @@ class AiohttpClient(httpx.AsyncClient):
         auth: Any = httpx.USE_CLIENT_DEFAULT,
         **other: Any,
     ) -> httpx.Response:
-        simple = (
-            not other
-            and isinstance(url, str)
-            and url.startswith(("http://", "https://"))
-            and isinstance(content, bytes | None)
-            and (auth is httpx.USE_CLIENT_DEFAULT or auth is None)
-            and self.auth is None
-            and not self.cookies
-        )
-        if not simple or not isinstance(url, str):
+        if not isinstance(url, str) or not self._short_path(url, content, auth, other):
             return await super().request(
                 method, url, content=content, params=params, headers=headers, auth=auth, **other
             )
@@ -107,6 +98,17 @@ class AiohttpClient(httpx.AsyncClient):
             content=body,
             request=request,
             extensions={"reason_phrase": (answer.reason or "").encode()},
+        )
+
+    def _short_path(self, url: str, content: Any, auth: Any, other: dict[str, Any]) -> bool:
+        """What postgrest-py sends: an absolute URL, a bytes body, no auth, cookies or options."""
+        return (
+            not other
+            and url.startswith(("http://", "https://"))
+            and isinstance(content, bytes | None)
+            and (auth is httpx.USE_CLIENT_DEFAULT or auth is None)
+            and self.auth is None
+            and not self.cookies
         )
 
     async def aclose(self) -> None:

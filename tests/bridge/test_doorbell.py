@@ -134,17 +134,25 @@ async def test_a_full_queue_leaves_the_oldest_to_the_sweeper(
     await redis.delete(own_queue, *(f"arq:job:{m}" for m in queued))
 
 
+async def _scripts_run(redis: Redis) -> int:
+    """How many enqueue scripts Redis has run so far (a NOSCRIPT miss before loading is not)."""
+    stats = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
+
+
 async def test_large_bursts_go_in_several_round_trips(
     redis: Redis, redis_url: str, own_queue: str
 ) -> None:
     metrics = Metrics()
     bell = await _started(redis_url, own_queue, metrics, max_batch=7)
     jobs = _jobs(30)
+    before = await _scripts_run(redis)
     try:
         bell.ring(jobs)
         await bell.drained()
     finally:
         await bell.close()
+    assert await _scripts_run(redis) - before == 5  # 7 + 7 + 7 + 7 + 2
     assert await redis.zcard(own_queue) == 30
     assert metrics.value("bridge_jobs_enqueued_total") == 30
     await redis.delete(own_queue, *(f"arq:job:{inbound_job_id(j.message_id)}" for j in jobs))

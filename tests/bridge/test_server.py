@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from bridge.queue import inbound_job_id
 from bridge.signature import sign
 from tests.factories import whatsapp as wa
-from tests.fixtures.devstack import free_port
+from tests.fixtures.devstack import free_port, stop_process, wait_http
 from tests.fixtures.webhook import APP_SECRET, MakeChannel
 
 
@@ -36,20 +36,15 @@ async def _serving(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient() as client:
-                for _ in range(200):
-                    try:
-                        if (await client.get(f"{base}/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.05)
-                else:
-                    raise AssertionError(f"bridge serve did not start: {log_path.read_text()}")
+            try:
+                await wait_http(f"{base}/healthz")
+            except TimeoutError:
+                raise AssertionError(
+                    f"bridge serve did not start: {log_path.read_text()}"
+                ) from None
             yield base, log_path.read_text
         finally:
-            proc.terminate()
-            await proc.wait()
+            await stop_process(proc)
 
 
 async def _post(base: str, payload: object) -> httpx.Response:
