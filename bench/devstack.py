@@ -1,7 +1,7 @@
 """The local Supabase stand-in under load: RPC calls/s (supabase-py → devstack → Postgres), with
-supabase-py's default httpx client and with the bridge's (httpx over aiohttp), and the client's
-CPU per call, against a direct asyncpg call of the same function, and Realtime broadcast latency from
-`http_send` to 100 realtime-py subscribers.
+supabase-py's default httpx client and with the bridge's (`bridge.http_pool`: straight to
+aiohttp), and the client's CPU per call, against a direct asyncpg call of the same function, and
+Realtime broadcast latency from `http_send` to 100 realtime-py subscribers.
 
     uv run python -m bench devstack [--seconds 10] [--concurrency 32] [--subscribers 100]
 """
@@ -126,7 +126,7 @@ async def main(argv: list[str]) -> None:
                 f"RPC via supabase-py (default httpx client): {rate:,.0f} calls/s,"
                 f" client CPU {cpu:.2f} ms/call; {summary_ms(lat)}"
             )
-            # The bridge's own client: httpx over aiohttp's pool (bridge/http_pool.py).
+            # The bridge's own client (bridge/http_pool.py).
             pooled = pooled_client(timeout=10, max_connections=100)
             rate, lat, cpu = await _rpc_rate(url, args.seconds, args.concurrency, pooled)
             print(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import statistics
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -57,34 +60,73 @@ def free_port() -> int:
         return port
 
 
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    # The process leads its own group: uvicorn's worker processes go with their supervisor.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=15)
+    except TimeoutError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
 @asynccontextmanager
-async def running(
-    args: Sequence[str], health_url: str, env: dict[str, str] | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    proc = await asyncio.create_subprocess_exec(*args, env={**os.environ, **(env or {})})
+async def serving(
+    args: Sequence[str],
+    health_url: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> AsyncIterator[None]:
+    """Run a server until the block ends, once `health_url` answers 200. Its output goes to
+    `log` when given (access logs would drown a report), whose tail is shown if it does not
+    come up."""
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(log.open("ab")) if log is not None else None
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+
+    def failed(what: str) -> RuntimeError:
+        tail = f":\n{_tail(log)}" if log is not None else ""
+        return RuntimeError(f"{' '.join(args[:4])} {what}{tail}")
+
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                try:
-                    if (await client.get(health_url)).status_code < 500:
+            for _ in range(300):
+                if proc.returncode is not None:
+                    break
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(health_url)).status_code == 200:
                         break
-                except httpx.TransportError:
-                    pass
                 await asyncio.sleep(0.05)
             else:
-                raise RuntimeError(f"{args[:3]} did not come up at {health_url}")
-        yield proc
+                raise failed("did not come up")
+        if proc.returncode is not None:
+            raise failed(f"exited {proc.returncode}")
+        yield
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
+        await _stop(proc)
 
 
 @asynccontextmanager
 async def devstack(database_url: str) -> AsyncIterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    async with running(
+    async with serving(
         [sys.executable, "-m", "devstack", "--port", str(port), "--database-url", database_url],
         f"{url}/health",
     ):

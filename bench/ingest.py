@@ -42,7 +42,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from bench import cpu
-from bench.harness import bench_database, free_port, percentile
+from bench.harness import bench_database, free_port, percentile, serving
 from bench.ingest_bodies import BodyFactory, write_for_wrk
 from bench.ingest_paced import paced
 from bench.ingest_setup import (
@@ -50,7 +50,6 @@ from bench.ingest_setup import (
     check_redis,
     drop_queue,
     make_tenant,
-    serving,
     stored_messages,
 )
 from bench.ingest_wrk import ensure_wrk, run_wrk

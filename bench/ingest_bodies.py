@@ -4,8 +4,6 @@ would be a duplicate the intake acknowledges without storing)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import time
@@ -13,6 +11,9 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devstack.customer import webhook_body
+from devstack.whatsapp.status_webhooks import signature
 
 
 @dataclass(frozen=True)
@@ -35,36 +36,22 @@ class BodyFactory:
         return list(self.stream(n))
 
     def stream(self, n: int) -> Iterator[SignedBody]:
-        ts = str(int(time.time()))
-        key = self.secret.encode()
+        ts = int(time.time())
         for _ in range(n):
             i = next(self._seq)
             sender = f"573{i % self.customers:09d}"
-            message = {
-                "from": sender,
-                "id": f"wamid.BENCH{self._run}{i:010d}",
-                "timestamp": ts,
-                "type": "text",
-                "text": {"body": f"hola, ¿tienen el producto {i}?"},
-            }
-            value = {
-                "messaging_product": "whatsapp",
-                "metadata": {
-                    "display_phone_number": "15550001111",
-                    "phone_number_id": self.phone_number_id,
-                },
+            payload = webhook_body(
+                f"hola, ¿tienen el producto {i}?",
+                phone_number_id=self.phone_number_id,
+                sender=sender,
                 # A customer's profile name stays the same from one message to the next.
-                "contacts": [{"profile": {"name": f"Cliente {sender[-4:]}"}, "wa_id": sender}],
-                "messages": [message],
-            }
-            payload = {
-                "object": "whatsapp_business_account",
-                "entry": [{"id": "WABA0", "changes": [{"field": "messages", "value": value}]}],
-            }
+                name=f"Cliente {sender[-4:]}",
+                wamid=f"wamid.BENCH{self._run}{i:010d}",
+                timestamp=ts,
+            )
             # Compact separators and escaped non-ASCII, as Meta posts them.
             body = json.dumps(payload, separators=(",", ":")).encode()
-            digest = hmac.new(key, body, hashlib.sha256).hexdigest()
-            yield SignedBody(f"sha256={digest}", body)
+            yield SignedBody(signature(body, self.secret), body)
 
 
 def write_for_wrk(bodies: Iterable[SignedBody], path: Path) -> None:

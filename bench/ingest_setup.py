@@ -1,20 +1,11 @@
-"""What the ingest benchmark stands on: the tenant it writes into, the servers it starts (output
-to a log file, every process of the group stopped at the end) and the Redis keys it cleans."""
+"""What the ingest benchmark stands on: the tenant it writes into and the Redis keys it cleans."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
-import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -105,55 +96,3 @@ async def drop_queue(redis_url: str, queue_name: str, database_url: str, tenant:
     finally:
         await redis.aclose()
     return deleted
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    # The process leads its own group: uvicorn's worker processes go with their supervisor.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout=15)
-    except TimeoutError:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
-@asynccontextmanager
-async def serving(
-    args: Sequence[str], health_url: str, env: dict[str, str], log: Path
-) -> AsyncIterator[None]:
-    """Run a server until the block ends; its output goes to `log` (access logs would drown
-    the report), whose tail is shown if it does not come up."""
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(300):
-                if proc.returncode is not None:
-                    break
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(health_url)).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError(f"{' '.join(args[:4])} did not come up:\n{_tail(log)}")
-        if proc.returncode is not None:
-            raise RuntimeError(f"{' '.join(args[:4])} exited {proc.returncode}:\n{_tail(log)}")
-        yield
-    finally:
-        await _stop(proc)

@@ -8,8 +8,6 @@ the demo channel by default. The bot's replies land in the WhatsApp stand-in:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -18,8 +16,19 @@ import uuid
 
 import httpx
 
+from devstack.whatsapp.status_webhooks import signature
 
-def webhook_body(text: str, *, phone_number_id: str, sender: str, name: str) -> dict[str, object]:
+
+def webhook_body(
+    text: str,
+    *,
+    phone_number_id: str,
+    sender: str,
+    name: str,
+    wamid: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, object]:
+    """One text message from `sender` as Meta posts it (a new wamid, now, unless given)."""
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -38,8 +47,8 @@ def webhook_body(text: str, *, phone_number_id: str, sender: str, name: str) -> 
                             "messages": [
                                 {
                                     "from": sender,
-                                    "id": f"wamid.DEMO{uuid.uuid4().hex}",
-                                    "timestamp": str(int(time.time())),
+                                    "id": wamid or f"wamid.DEMO{uuid.uuid4().hex}",
+                                    "timestamp": str(timestamp or int(time.time())),
                                     "type": "text",
                                     "text": {"body": text},
                                 }
@@ -68,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             args.text, phone_number_id=args.phone_number_id, sender=args.sender, name=args.name
         )
     ).encode()
-    signature = "sha256=" + hmac.new(args.app_secret.encode(), raw, hashlib.sha256).hexdigest()
     response = httpx.post(
         f"{args.bridge_url}/webhooks/whatsapp",
         content=raw,
-        headers={"content-type": "application/json", "x-hub-signature-256": signature},
+        headers={
+            "content-type": "application/json",
+            "x-hub-signature-256": signature(raw, args.app_secret),
+        },
     )
     sys.stdout.write(f"{response.status_code} {response.text}\n")
     return 0 if response.is_success else 1
