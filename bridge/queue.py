@@ -12,7 +12,12 @@ from enum import StrEnum
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.commands.core import AsyncScript
@@ -54,6 +59,48 @@ for i = 1, (#KEYS - 1) / 2 do
 end
 return queued
 """
+
+
+# A turn drains every unprocessed message of its conversation, so the jobs of the other messages
+# it answered would only take the lock to find nothing to do: seven round trips each (arq's
+# claim, read and finish, the lock attempt). This script takes such jobs off the queue, unless a
+# worker has already claimed one (its in-progress key exists; it then runs, finds nothing and
+# ends). KEYS: the queue, then each job's in-progress, job and retry keys; ARGV: the job ids.
+_WITHDRAW_BATCH = """
+local withdrawn = 0
+for i = 1, #ARGV do
+  local in_progress, job_key, retry_key = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  if redis.call('EXISTS', in_progress) == 0 and redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('DEL', job_key, retry_key)
+    withdrawn = withdrawn + 1
+  end
+end
+return withdrawn
+"""
+
+
+class Withdrawer:
+    """Takes the wake-up jobs of messages a turn has answered off the queue (`_WITHDRAW_BATCH`)."""
+
+    def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+        self._queue_name = queue_name
+        self._script = redis.register_script(_WITHDRAW_BATCH)
+
+    async def withdraw_inbound(self, message_ids: Sequence[str]) -> int:
+        """How many queued jobs were withdrawn; a job already running is left to finish."""
+        if not message_ids:
+            return 0
+        keys = [self._queue_name]
+        args = []
+        for message_id in message_ids:
+            job_id = inbound_job_id(message_id)
+            keys += [
+                in_progress_key_prefix + job_id,
+                job_key_prefix + job_id,
+                retry_key_prefix + job_id,
+            ]
+            args.append(job_id)
+        return int(await self._script(keys=keys, args=args))
 
 
 @dataclass(frozen=True)

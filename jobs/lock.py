@@ -11,14 +11,17 @@ worker that lost its lock can neither write nor, since sends are preceded by a f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
+
+
+T = TypeVar("T")
 
 
 class FenceLost(Exception):
@@ -60,24 +63,42 @@ class ConversationLock:
         self.epoch = epoch
 
     @classmethod
-    async def try_acquire(
-        cls, pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str
-    ) -> ConversationLock | None:
+    async def try_take(
+        cls,
+        pool: asyncpg.Pool,
+        conversation_id: uuid.UUID,
+        call: Callable[[PoolConnectionProxy[asyncpg.Record]], Awaitable[tuple[int, T] | None]],
+    ) -> tuple[ConversationLock, T] | None:
+        """Run `call` on a lock connection: it tries the lock in one round trip and returns the
+        new fencing epoch with whatever else it read, or None when the lock was not taken."""
         conn = await pool.acquire()
         try:
-            # One round trip: the try-lock and, when it is taken, the new fencing epoch.
-            epoch = await conn.fetchval(
-                "select private.lock_conversation($1, $2)", conversation_id, holder
-            )
+            taken = await call(conn)
         except BaseException:
             # The lock may have been taken: closing the session frees it for sure.
             _terminate(conn)
             await pool.release(conn)
             raise
-        if epoch is None:
+        if taken is None:
             await pool.release(conn)
             return None
-        return cls(pool, conn, conversation_id, int(epoch))
+        epoch, extra = taken
+        return cls(pool, conn, conversation_id, epoch), extra
+
+    @classmethod
+    async def try_acquire(
+        cls, pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str
+    ) -> ConversationLock | None:
+        """The lock and a new fencing epoch, or None (busy, or nothing to do)."""
+
+        async def lock(conn: PoolConnectionProxy[asyncpg.Record]) -> tuple[int, None] | None:
+            epoch = await conn.fetchval(
+                "select private.lock_conversation($1, $2)", conversation_id, holder
+            )
+            return None if epoch is None else (int(epoch), None)
+
+        taken = await cls.try_take(pool, conversation_id, lock)
+        return None if taken is None else taken[0]
 
     async def assert_fence(self) -> None:
         try:

@@ -5,11 +5,12 @@ every unprocessed inbound message as ONE turn (a burst gets one answer); unlocki
 messages arrived meanwhile, and if so the conversation is taken again, so no wake-up is lost. A
 job that finds the lock busy, or nothing to do, exits: the holder will drain its message too.
 
-    lock + fence → resume an interrupted outbox → [reply window] → unprocessed inbound
+    lock + fence + snapshot (+ contact, session when the turn can start at once: one call)
+    → resume an interrupted outbox → [reply window] → unprocessed inbound
     → agent on? (no: mark processed) → contact → session → typing START → engine
     → commit decision (turns, outbox rows, state, processed marks: one transaction)
-    → send in order with delays → typing STOP (finally) → handoff if asked
-    → unlock (messages waiting? again)
+    → withdraw the answered messages' queued jobs → send in order with delays
+    → typing STOP (finally) → handoff if asked → unlock (messages waiting? again)
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+from redis.exceptions import RedisError
 
-from bridge.engine.protocol import Engine, EngineConfigurationError, TurnInput
+from bridge.engine.protocol import (
+    Contact,
+    Engine,
+    EngineConfigurationError,
+    Session,
+    TurnInput,
+)
 from bridge.engine.registry import build_engine
+from bridge.queue import Withdrawer
 from bridge.settings import Settings
 from jobs import outbox, turn_store
 from jobs.checkpoints import checkpoint
@@ -41,6 +50,7 @@ class TurnDeps:
     lock_pool: asyncpg.Pool  # dedicated connections that hold advisory locks
     whatsapp: WhatsAppClient
     typing: TypingBroadcaster
+    jobs: Withdrawer  # takes the jobs of messages a turn answered off the queue
     holder: str  # this worker, for the fence's observability
 
 
@@ -75,13 +85,16 @@ async def run_conversation(
     are handed to a human instead of the engine (the agent kept failing)."""
     outcome = TurnOutcome()
     while True:
-        lock = await ConversationLock.try_acquire(deps.lock_pool, conversation_id, deps.holder)
-        if lock is None:
+        begun = await turn_store.begin(
+            deps.lock_pool, conversation_id, deps.holder, prepare=handoff_reason is None
+        )
+        if begun is None:
             outcome.busy = outcome.turns == 0
             return outcome
+        lock = begun.lock
         try:
             checkpoint("locked")
-            await _drain(deps, lock, outcome, handoff_reason)
+            await _drain(deps, begun, outcome, handoff_reason)
         finally:
             # A message stored between our last check and the unlock found the lock busy and
             # its job exited: the unlock says whether one is waiting.
@@ -91,9 +104,9 @@ async def run_conversation(
 
 
 async def _drain(
-    deps: TurnDeps, lock: ConversationLock, outcome: TurnOutcome, handoff_reason: str | None
+    deps: TurnDeps, begun: turn_store.Begun, outcome: TurnOutcome, handoff_reason: str | None
 ) -> None:
-    snap = await turn_store.snapshot(lock.conn, lock.conversation_id)
+    lock, snap, prepared = begun.lock, begun.snapshot, begun.prepared
     if snap is None:
         log.warning(
             "jobs.turn.no_conversation", extra={"conversation_id": str(lock.conversation_id)}
@@ -103,8 +116,10 @@ async def _drain(
     to = snap.context.phone or snap.context.bsuid or ""
     if snap.outbox_sending or snap.outbox_pending:
         await _resume(deps, lock, snap, channel, to)
-        snap = await _refresh(lock)
-    snap = await _wait_reply_window(lock, snap)
+        snap, prepared = await _refresh(lock), None
+    waited = await _wait_reply_window(lock, snap)
+    if waited is not snap:
+        snap, prepared = waited, None
     messages = snap.messages
     if not messages:
         return
@@ -112,12 +127,15 @@ async def _drain(
     ids = [m.message_id for m in messages]
     if not snap.enabled:
         await turn_store.mark_processed(lock, ids)
+        await _withdraw_jobs(deps, ids)
     elif handoff_reason is not None:
         await _handoff(deps, lock, snap.context, channel, to, handoff_reason, ids)
         outcome.handoffs += 1
     else:
         outcome.turns += 1
-        await _turn(deps, lock, snap, channel, to, outcome)
+        if prepared is None or prepared[1].agent_id != snap.context.agent_id:
+            prepared = await turn_store.prepare(lock, snap.context.agent_id)
+        await _turn(deps, lock, snap, prepared, channel, to, outcome)
     # Messages that arrived during this turn are answered by the next one: unlocking says
     # whether there are any, and run_conversation takes the conversation again for them.
 
@@ -156,12 +174,13 @@ async def _turn(
     deps: TurnDeps,
     lock: ConversationLock,
     snap: turn_store.Snapshot,
+    prepared: tuple[Contact, Session],
     channel: Channel,
     to: str,
     outcome: TurnOutcome,
 ) -> None:
     ctx, messages = snap.context, snap.messages
-    contact, session = await turn_store.prepare(lock, ctx.agent_id)
+    contact, session = prepared
     await deps.typing.send(lock.conversation_id, True)
     try:
         checkpoint("typing_started")
@@ -201,6 +220,7 @@ async def _turn(
                 log.info("jobs.turn.whatsapp_typing_failed", extra={"detail": str(exc)})
         outbox_ids = await turn_store.commit_decision(lock, session, messages, result)
         checkpoint("decided")
+        await _withdraw_jobs(deps, [m.message_id for m in messages])
         log.info(
             "jobs.turn.decided",
             extra={
@@ -273,11 +293,21 @@ async def _handoff(
             lock.epoch,
         )
     checkpoint("handoff_committed")
+    await _withdraw_jobs(deps, message_ids)
     log.info(
         "jobs.turn.handoff",
         extra={"conversation_id": str(lock.conversation_id), "reason": reason, "result": result},
     )
     await _send(deps, lock, ctx, channel, to)
+
+
+async def _withdraw_jobs(deps: TurnDeps, message_ids: list[uuid.UUID]) -> None:
+    """The messages are processed: their own jobs would find nothing to do. Failing to withdraw
+    them costs only that, so it never fails the turn."""
+    try:
+        await deps.jobs.withdraw_inbound([str(i) for i in message_ids])
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.info("jobs.turn.withdraw_failed", extra={"detail": str(exc)})
 
 
 async def _wait_reply_window(

@@ -1,6 +1,6 @@
-"""The SQL of an agent turn: one snapshot to read, one call to prepare (contact, session), one
-transaction to commit a decision. The functions live in the database
-(`supabase/migrations/*_create_turn_functions.sql`) so a turn costs a few round trips; every
+"""The SQL of an agent turn: one call to take the conversation (lock, snapshot and, when the turn
+can start at once, contact and session), one transaction to commit a decision. The functions
+live in the database (`supabase/migrations/*_turn*.sql`) so a turn costs a few round trips; every
 write asserts the turn's fencing epoch, so a worker that lost its lock cannot change anything.
 """
 
@@ -87,9 +87,10 @@ def _inbound(row: dict[str, Any]) -> InboundMessage:
 
 async def snapshot(conn: Conn, conversation_id: uuid.UUID) -> Snapshot | None:
     raw = await conn.fetchval("select private.turn_snapshot($1)", conversation_id)
-    if raw is None:
-        return None
-    data = json.loads(raw)
+    return None if raw is None else _snapshot(json.loads(raw))
+
+
+def _snapshot(data: dict[str, Any]) -> Snapshot:
     context = ConversationContext(
         conversation_id=uuid.UUID(data["conversation_id"]),
         workspace_id=uuid.UUID(data["workspace_id"]),
@@ -110,6 +111,45 @@ async def snapshot(conn: Conn, conversation_id: uuid.UUID) -> Snapshot | None:
         newest_age_ms=None if data["newest_age_ms"] is None else float(data["newest_age_ms"]),
         outbox_pending=int(data["outbox_pending"]),
         outbox_sending=int(data["outbox_sending"]),
+    )
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A taken conversation: its snapshot (None if the conversation is gone) and, when the turn
+    could start at once, its contact and session already prepared."""
+
+    lock: ConversationLock
+    snapshot: Snapshot | None
+    prepared: tuple[Contact, Session] | None
+
+
+async def begin(
+    pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str, *, prepare: bool
+) -> Begun | None:
+    """One round trip (`private.begin_turn`): the lock when there is work, the snapshot and,
+    with `prepare`, the contact and session of a turn that can start now. None when busy or
+    when there is nothing to do."""
+
+    async def call(conn: Conn) -> tuple[int, dict[str, Any]] | None:
+        raw = await conn.fetchval(
+            "select private.begin_turn($1, $2, $3)", conversation_id, holder, prepare
+        )
+        if raw is None:
+            return None
+        data: dict[str, Any] = json.loads(raw)
+        return int(data["epoch"]), data
+
+    taken = await ConversationLock.try_take(pool, conversation_id, call)
+    if taken is None:
+        return None
+    lock, data = taken
+    snap = None if data["snapshot"] is None else _snapshot(data["snapshot"])
+    prepared = data["prepared"]
+    return Begun(
+        lock=lock,
+        snapshot=snap,
+        prepared=None if prepared is None else _prepared(prepared, prepared["agent_id"]),
     )
 
 
@@ -144,6 +184,10 @@ async def prepare(lock: ConversationLock, agent_id: str) -> tuple[Contact, Sessi
             agent_id,
         )
     )
+    return _prepared(data, agent_id)
+
+
+def _prepared(data: dict[str, Any], agent_id: str) -> tuple[Contact, Session]:
     c, s = data["contact"], data["session"]
     contact = Contact(id=uuid.UUID(c["id"]), name=c["name"], phone=c["phone"])
     session = Session(

@@ -23,7 +23,7 @@ from arq.connections import RedisSettings
 
 from bridge import logs
 from bridge.http_pool import pooled_session
-from bridge.queue import JobName
+from bridge.queue import JobName, Withdrawer
 from bridge.settings import Settings
 from jobs import sweeper
 from jobs.lock import FenceLost
@@ -79,6 +79,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             settings.SUPABASE_SERVICE_ROLE_KEY.get_secret_value(),
             ttl=timedelta(seconds=settings.JOBS_TYPING_TTL_SECONDS),
         ),
+        jobs=Withdrawer(ctx["redis"], settings.ARQ_QUEUE_NAME),
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
     )
 

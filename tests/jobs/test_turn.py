@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 
@@ -670,3 +671,38 @@ async def test_the_webhook_correlation_id_travels_into_the_job(
     assert info is not None
     assert info.kwargs["correlation_id"] == "req-7f3a"
     assert info.kwargs["message_id"] == str(message_id)
+
+
+async def test_a_turn_withdraws_the_queued_jobs_of_the_messages_it_answered(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+) -> None:
+    ws = await make_workspace(turn_db)
+    phone = wa.customer_phone()
+    await _say(inbox, ws.phone_number_id, phone, "hola", "quiero info", "¿precio?")
+    redis = await create_pool(redis_settings(worker.stack.redis_url))
+    try:
+        assert await redis.zcard(worker.queue_name) == 3
+    finally:
+        await redis.aclose()
+    # One job at a time: the first job's turn answers all three messages, so the other two
+    # jobs are withdrawn before the worker gets to them and never run.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "arq",
+        "jobs.worker.WorkerSettings",
+        "--burst",
+        env=worker.env(JOBS_MAX_JOBS="1", BRIDGE_LOG_LEVEL="INFO"),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    # arq prints its start-up lines before the worker's JSON logging is configured.
+    lines = [line for line in stderr.decode().splitlines() if line.startswith("{")]
+    events = [json.loads(line)["event"] for line in lines]
+    started = [e for e in events if " → " in e and "process_inbound" in e]
+    assert len(started) == 1, events
+    assert await whatsapp.texts(phone) == ["Recibido (3): hola | quiero info | ¿precio?"]

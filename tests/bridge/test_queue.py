@@ -1,0 +1,63 @@
+"""The queue's scripts against real Redis: withdrawing the jobs of messages a turn answered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from arq import ArqRedis, create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+
+from bridge.queue import Enqueuer, InboundJob, Withdrawer, inbound_job_id, redis_settings
+
+
+@pytest.fixture
+async def arq_redis(redis_url: str) -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(redis_settings(redis_url))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+async def test_withdrawing_takes_queued_jobs_off_and_leaves_running_ones(
+    arq_redis: ArqRedis, redis_url: str
+) -> None:
+    queue = f"arq:queue:test-withdraw-{uuid.uuid4().hex[:8]}"
+    conversation = str(uuid.uuid4())
+    queued, running, other = (str(uuid.uuid4()) for _ in range(3))
+    enqueuer = Enqueuer(redis_url, queue)
+    try:
+        jobs = [InboundJob(conversation, m, None) for m in (queued, running, other)]
+        assert await enqueuer.enqueue_inbound(jobs) == 3
+    finally:
+        await enqueuer.close()
+    # A worker claimed this one (arq's in-progress key), and it failed once before.
+    running_id = inbound_job_id(running)
+    await arq_redis.psetex(in_progress_key_prefix + running_id, 60_000, b"1")
+    await arq_redis.set(retry_key_prefix + inbound_job_id(queued), 1, px=60_000)
+    try:
+        withdrawer = Withdrawer(arq_redis, queue)
+        assert await withdrawer.withdraw_inbound([queued, running]) == 1
+        assert await withdrawer.withdraw_inbound([queued]) == 0  # already gone
+        assert await withdrawer.withdraw_inbound([]) == 0
+
+        left = {m.decode() for m in await arq_redis.zrange(queue, 0, -1)}
+        assert left == {running_id, inbound_job_id(other)}
+        queued_id = inbound_job_id(queued)
+        assert await arq_redis.exists(job_key_prefix + queued_id) == 0
+        assert await arq_redis.exists(retry_key_prefix + queued_id) == 0
+        # The running job keeps what arq needs to finish it; the other message's job is untouched.
+        assert await arq_redis.exists(job_key_prefix + running_id) == 1
+        assert await arq_redis.exists(job_key_prefix + inbound_job_id(other)) == 1
+        # A withdrawn job id is free again: the message could be rung for anew.
+        enqueuer = Enqueuer(redis_url, queue)
+        try:
+            assert await enqueuer.enqueue_inbound([InboundJob(conversation, queued, None)]) == 1
+        finally:
+            await enqueuer.close()
+    finally:
+        keys = [queue, in_progress_key_prefix + running_id]
+        keys += [job_key_prefix + inbound_job_id(m) for m in (queued, running, other)]
+        await arq_redis.delete(*keys)
