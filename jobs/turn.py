@@ -6,10 +6,11 @@ messages arrived meanwhile, and if so the conversation is taken again, so no wak
 job that finds the lock busy, or nothing to do, exits: the holder will drain its message too.
 
     lock + fence + snapshot (+ contact, session when the turn can start at once: one call)
-    → resume an interrupted outbox → [reply window] → unprocessed inbound
+    → resume an interrupted outbox → [reply window] → unprocessed inbound (withdraw their
+    other queued jobs)
     → agent on? (no: mark processed) → contact → session → typing START → engine
     → commit decision (turns, outbox rows, state, processed marks: one transaction)
-    → withdraw the answered messages' queued jobs → send in order with delays
+    → send in order with delays
     → typing STOP (finally) → handoff if asked → unlock (messages waiting? again)
 """
 
@@ -125,9 +126,12 @@ async def _drain(
         return
     outcome.processed += len(messages)
     ids = [m.message_id for m in messages]
+    # The job running this turn stays until the turn is done (a failure retries it, a dead
+    # worker's is run again), and it covers every message drained here: the other messages'
+    # queued jobs would only find the lock busy or nothing to do.
+    await _withdraw_jobs(deps, ids)
     if not snap.enabled:
         await turn_store.mark_processed(lock, ids)
-        await _withdraw_jobs(deps, ids)
     elif handoff_reason is not None:
         await _handoff(deps, lock, snap.context, channel, to, handoff_reason, ids)
         outcome.handoffs += 1
@@ -220,7 +224,6 @@ async def _turn(
                 log.info("jobs.turn.whatsapp_typing_failed", extra={"detail": str(exc)})
         outbox_ids = await turn_store.commit_decision(lock, session, messages, result)
         checkpoint("decided")
-        await _withdraw_jobs(deps, [m.message_id for m in messages])
         log.info(
             "jobs.turn.decided",
             extra={
@@ -293,7 +296,6 @@ async def _handoff(
             lock.epoch,
         )
     checkpoint("handoff_committed")
-    await _withdraw_jobs(deps, message_ids)
     log.info(
         "jobs.turn.handoff",
         extra={"conversation_id": str(lock.conversation_id), "reason": reason, "result": result},
@@ -302,8 +304,7 @@ async def _handoff(
 
 
 async def _withdraw_jobs(deps: TurnDeps, message_ids: list[uuid.UUID]) -> None:
-    """The messages are processed: their own jobs would find nothing to do. Failing to withdraw
-    them costs only that, so it never fails the turn."""
+    """Failing to withdraw the jobs costs only their runs, so it never fails the turn."""
     try:
         await deps.jobs.withdraw_inbound([str(i) for i in message_ids])
     except (RedisError, OSError, TimeoutError) as exc:
