@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
+from arq import create_pool
+from arq.jobs import Job
 from redis.asyncio import Redis
 
-from bridge.queue import inbound_job_id
+from bridge.queue import inbound_job_id, redis_settings
 from tests.factories import whatsapp as wa
 from tests.fixtures.webhook import D360_SECRET, VERIFY_TOKEN, Channel, WebhookClient
 
@@ -471,3 +474,29 @@ async def test_metrics_expose_the_webhook_counters(
     assert 'bridge_webhook_accepted_total{provider="meta"} 1' in body
     assert 'bridge_webhook_rejected_total{reason="missing_signature"} 1' in body
     assert "bridge_messages_stored_total 1" in body
+
+
+async def test_a_post_without_a_request_id_gets_a_fresh_correlation_id_for_its_jobs(
+    webhook: WebhookClient,
+    make_channel: MakeChannel,
+    db: asyncpg.Pool,
+    redis_url: str,
+    queue_name: str,
+) -> None:
+    channel = await make_channel()
+    for text in ("hola", "otra vez"):
+        msg = wa.text(text, sender=wa.customer_phone())
+        response = await webhook.post(wa.body(wa.change(channel.phone_number_id, messages=[msg])))
+        assert response.status_code == 200, response.text
+    redis = await create_pool(redis_settings(redis_url))
+    try:
+        ids = []
+        for row in await _messages(db, channel):
+            job = Job(inbound_job_id(str(row["id"])), redis, _queue_name=queue_name)
+            info = await job.info()
+            assert info is not None
+            ids.append(info.kwargs["correlation_id"])
+    finally:
+        await redis.aclose()
+    assert len(set(ids)) == 2
+    assert all(re.fullmatch(r"[0-9a-f]{32}", cid) for cid in ids), ids
