@@ -85,21 +85,6 @@ class ConversationLock:
         epoch, extra = taken
         return cls(pool, conn, conversation_id, epoch), extra
 
-    @classmethod
-    async def try_acquire(
-        cls, pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str
-    ) -> ConversationLock | None:
-        """The lock and a new fencing epoch, or None (busy, or nothing to do)."""
-
-        async def lock(conn: PoolConnectionProxy[asyncpg.Record]) -> tuple[int, None] | None:
-            epoch = await conn.fetchval(
-                "select private.lock_conversation($1, $2)", conversation_id, holder
-            )
-            return None if epoch is None else (int(epoch), None)
-
-        taken = await cls.try_take(pool, conversation_id, lock)
-        return None if taken is None else taken[0]
-
     async def assert_fence(self) -> None:
         try:
             with fence_errors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +19,17 @@ async def lock_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     assert pool is not None
     yield pool
     await pool.close()
+
+
+async def _take(pool: asyncpg.Pool, conv: uuid.UUID, holder: str) -> ConversationLock | None:
+    """The lock alone, as the turn's first call takes it (`private.lock_conversation`)."""
+
+    async def lock(conn: Any) -> tuple[int, None] | None:
+        epoch = await conn.fetchval("select private.lock_conversation($1, $2)", conv, holder)
+        return None if epoch is None else (int(epoch), None)
+
+    taken = await ConversationLock.try_take(pool, conv, lock)
+    return None if taken is None else taken[0]
 
 
 async def _conversation(db: asyncpg.Pool, channel: Channel, *, inbound: bool = True) -> uuid.UUID:
@@ -55,11 +67,11 @@ async def test_second_holder_is_refused_while_the_first_holds_the_lock(
     lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
 ) -> None:
     conv = await _conversation(db, await make_channel())
-    first = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    first = await _take(lock_pool, conv, "w1")
     assert first is not None
-    assert await ConversationLock.try_acquire(lock_pool, conv, "w2") is None
+    assert await _take(lock_pool, conv, "w2") is None
     await first.release()
-    second = await ConversationLock.try_acquire(lock_pool, conv, "w2")
+    second = await _take(lock_pool, conv, "w2")
     assert second is not None
     assert second.epoch == first.epoch + 1
     await second.release()
@@ -69,7 +81,7 @@ async def test_a_holder_whose_connection_died_is_fenced_off(
     lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel, database_url: str
 ) -> None:
     conv = await _conversation(db, await make_channel())
-    zombie = await ConversationLock.try_acquire(lock_pool, conv, "zombie")
+    zombie = await _take(lock_pool, conv, "zombie")
     assert zombie is not None
     await zombie.assert_fence()  # still the owner
 
@@ -79,7 +91,7 @@ async def test_a_holder_whose_connection_died_is_fenced_off(
     other_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     assert other_pool is not None
     try:
-        winner = await ConversationLock.try_acquire(other_pool, conv, "winner")
+        winner = await _take(other_pool, conv, "winner")
         assert winner is not None
         with pytest.raises(FenceLost):
             await zombie.assert_fence()
@@ -97,7 +109,7 @@ async def test_a_conversation_without_work_is_not_locked(
 ) -> None:
     channel = await make_channel()
     conv = await _conversation(db, channel, inbound=False)
-    assert await ConversationLock.try_acquire(lock_pool, conv, "w1") is None
+    assert await _take(lock_pool, conv, "w1") is None
     assert (
         await db.fetchval(
             "select epoch from public.conversation_turn_fences where conversation_id = $1", conv
@@ -106,7 +118,7 @@ async def test_a_conversation_without_work_is_not_locked(
     )
     # An outbox row left pending by a worker that died is work: the turn resumes it.
     await _message(db, channel, conv, "outbound", "pending")
-    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    lock = await _take(lock_pool, conv, "w1")
     assert lock is not None
     await lock.release()
 
@@ -116,21 +128,21 @@ async def test_unlocking_says_whether_a_message_arrived_meanwhile(
 ) -> None:
     channel = await make_channel()
     conv = await _conversation(db, channel)
-    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    lock = await _take(lock_pool, conv, "w1")
     assert lock is not None
     await db.execute(
         "update public.messages set processed_by_agent = true where conversation_id = $1", conv
     )
     assert await lock.release() is False
-    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    lock = await _take(lock_pool, conv, "w1")
     assert lock is None  # nothing left to do
     await _message(db, channel, conv, "inbound")
-    lock = await ConversationLock.try_acquire(lock_pool, conv, "w1")
+    lock = await _take(lock_pool, conv, "w1")
     assert lock is not None
     await _message(db, channel, conv, "inbound")  # its job finds the lock busy
-    assert await ConversationLock.try_acquire(lock_pool, conv, "w2") is None
+    assert await _take(lock_pool, conv, "w2") is None
     assert await lock.release() is True
     # The lock is free again (released on the connection that took it).
-    again = await ConversationLock.try_acquire(lock_pool, conv, "w2")
+    again = await _take(lock_pool, conv, "w2")
     assert again is not None
     await again.release()
