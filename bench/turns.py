@@ -4,9 +4,10 @@ devstack stand-ins and Postgres on this machine.
     uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 5] \\
         [--poll-delay 0.01]
 
-For each worker count: 1,000 conversations get two inbound messages each (stored through
-`public.ingest_whatsapp_webhook`, one arq job per message, as the webhook does), then the workers
-run in burst mode until every turn is done. Reported:
+For each worker count: 1,000 conversations get two inbound messages each, stored through
+`public.ingest_whatsapp_webhook` 50 conversations per call and rung as the webhook rings them
+(`bridge.queue.Enqueuer`: one job per message, a conversation's second job due a moment after its
+first); then the workers run in burst mode until every turn is done. Reported:
 - turns/s: turns completed / (last reply sent - first lock taken);
 - overhead: per turn, lock taken -> its reply recorded as sent (DB writes, typing broadcasts,
   the WhatsApp stand-in call), p50/p99;
@@ -35,7 +36,7 @@ from realtime.types import BroadcastPayload
 
 from bench import cpu
 from bench.harness import bench_database, devstack, percentile
-from bridge.queue import JobName, inbound_job_id, redis_settings
+from bridge.queue import Enqueuer, InboundJob, redis_settings
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -75,9 +76,10 @@ async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
     return ws, pnid
 
 
-async def _ingest(db: asyncpg.Pool, pnid: str, conversations: int) -> list[dict[str, Any]]:
+async def _ingest(db: asyncpg.Pool, pnid: str, conversations: int) -> list[list[dict[str, Any]]]:
+    """The new inbound messages of each webhook batch (50 conversations, 2 messages each)."""
     now = int(time.time())
-    new: list[dict[str, Any]] = []
+    new: list[list[dict[str, Any]]] = []
     phones = [f"5731{i:08d}" for i in range(conversations)]
     for start in range(0, conversations, 50):
         rows = [
@@ -100,7 +102,7 @@ async def _ingest(db: asyncpg.Pool, pnid: str, conversations: int) -> list[dict[
             "select public.ingest_whatsapp_webhook('meta', '{}'::jsonb, $1::jsonb, '[]'::jsonb)",
             json.dumps(rows),
         )
-        new.extend(json.loads(result)["new_inbound"])
+        new.append(json.loads(result)["new_inbound"])
     return new
 
 
@@ -128,18 +130,17 @@ async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     async with bench_database() as database_url, devstack(database_url) as url:
         db = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
         ws, pnid = await _workspace(db)
-        new = await _ingest(db, pnid, args.conversations)
-        sample = sorted({m["conversation_id"] for m in new})[:100]
+        batches = await _ingest(db, pnid, args.conversations)
+        sample = sorted({m["conversation_id"] for b in batches for m in b})[:100]
         client, started = await _watch_typing(url, sample)
         redis = await create_pool(redis_settings(REDIS_URL), default_queue_name=queue)
-        for msg in new:
-            await redis.enqueue_job(
-                JobName.PROCESS_INBOUND.value,
-                conversation_id=msg["conversation_id"],
-                message_id=msg["message_id"],
-                correlation_id=None,
-                _job_id=inbound_job_id(msg["message_id"]),
+        # Rung as the webhook rings them: one job per message, one batch per webhook call.
+        enqueuer = Enqueuer(REDIS_URL, queue)
+        for batch in batches:
+            await enqueuer.enqueue_inbound(
+                [InboundJob(m["conversation_id"], m["message_id"], None) for m in batch]
             )
+        await enqueuer.close()
         env = {
             **os.environ,
             "DATABASE_URL": database_url,

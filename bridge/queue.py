@@ -24,6 +24,12 @@ from redis.commands.core import AsyncScript
 
 DEFAULT_QUEUE = "arq:queue"
 
+# When a batch holds several messages of one conversation, the first one's job is due at once and
+# the others' this much later: the first job's turn drains them all and withdraws their jobs
+# (`Withdrawer`) before they are due, instead of a worker claiming them meanwhile only to find
+# the lock busy. They stay as the backstop if that turn never starts.
+FOLLOW_UP_DELAY_MS = 500
+
 
 class JobName(StrEnum):
     PROCESS_INBOUND = "process_inbound"
@@ -44,16 +50,19 @@ def redis_settings(redis_url: str, *, quick: bool = False) -> RedisSettings:
 
 # arq's own enqueue (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC) takes four round trips per job.
 # This script does the same check-and-set for a whole batch in one: a job whose key or result
-# still exists is skipped (what makes the job id a dedupe key), any other is stored with arq's
-# expiry and put on the queue at its enqueue time. KEYS: the queue, then each job's key and
-# result key; ARGV: the score (ms), the expiry (ms), then each job's id and serialised payload.
+# still exists is skipped (what makes the job id a dedupe key), any other is stored and queued as
+# arq stores a job deferred by `delay`: due at now + delay, expiring a day (arq's
+# `expires_extra_ms`) after that. KEYS: the queue, then each job's key and result key; ARGV: now
+# (ms), the expiry (ms), then each job's id, serialised payload and delay (ms).
 _ENQUEUE_BATCH = """
+local now, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
 local queued = 0
 for i = 1, (#KEYS - 1) / 2 do
   local job_key, result_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local delay = tonumber(ARGV[3 * i + 2])
   if redis.call('EXISTS', job_key, result_key) == 0 then
-    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 2])
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 1])
+    redis.call('PSETEX', job_key, expiry + delay, ARGV[3 * i + 1])
+    redis.call('ZADD', KEYS[1], now + delay, ARGV[3 * i])
     queued = queued + 1
   end
 end
@@ -129,13 +138,15 @@ class Enqueuer:
 
     async def enqueue_inbound(self, jobs: Sequence[InboundJob]) -> int:
         """Enqueue one `process_inbound` job per message, as arq's `enqueue_job` would, in one
-        round trip; returns how many were newly queued (the others exist already)."""
+        round trip; returns how many were newly queued (the others exist already). A message
+        whose conversation has an earlier one in the batch is due `FOLLOW_UP_DELAY_MS` later."""
         if not jobs:
             return 0
         redis, script = await self._redis()
         now_ms = timestamp_ms()
         keys: list[str] = [self._queue_name]
         args: list[str | bytes | int] = [now_ms, redis.expires_extra_ms]
+        rung: set[str] = set()
         for job in jobs:
             job_id = inbound_job_id(job.message_id)
             keys += [job_key_prefix + job_id, result_key_prefix + job_id]
@@ -152,7 +163,9 @@ class Enqueuer:
                 now_ms,
                 serializer=redis.job_serializer,
             )
-            args += [job_id, payload]
+            follow_up = job.conversation_id in rung
+            rung.add(job.conversation_id)
+            args += [job_id, payload, FOLLOW_UP_DELAY_MS if follow_up else 0]
         try:
             return int(await script(keys=keys, args=args))
         except Exception:

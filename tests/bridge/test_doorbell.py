@@ -33,8 +33,8 @@ def own_queue() -> str:
 
 
 def _jobs(n: int) -> list[InboundJob]:
-    conversation = str(uuid.uuid4())
-    return [InboundJob(conversation, str(uuid.uuid4()), f"cid-{i}") for i in range(n)]
+    """Jobs of as many conversations (a conversation's follow-ups are due later: test_queue)."""
+    return [InboundJob(str(uuid.uuid4()), str(uuid.uuid4()), f"cid-{i}") for i in range(n)]
 
 
 async def _started(redis_url: str, queue: str, metrics: Metrics, **kw: int) -> Doorbell:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,7 +10,14 @@ import pytest
 from arq import ArqRedis, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
-from bridge.queue import Enqueuer, InboundJob, Withdrawer, inbound_job_id, redis_settings
+from bridge.queue import (
+    FOLLOW_UP_DELAY_MS,
+    Enqueuer,
+    InboundJob,
+    Withdrawer,
+    inbound_job_id,
+    redis_settings,
+)
 
 
 @pytest.fixture
@@ -61,3 +69,36 @@ async def test_withdrawing_takes_queued_jobs_off_and_leaves_running_ones(
         keys = [queue, in_progress_key_prefix + running_id]
         keys += [job_key_prefix + inbound_job_id(m) for m in (queued, running, other)]
         await arq_redis.delete(*keys)
+
+
+async def test_follow_up_messages_of_a_conversation_are_due_a_little_later(
+    arq_redis: ArqRedis, redis_url: str
+) -> None:
+    queue = f"arq:queue:test-follow-up-{uuid.uuid4().hex[:8]}"
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    jobs = [InboundJob(conv, str(uuid.uuid4()), None) for conv in (a, b, a, a)]
+    enqueuer = Enqueuer(redis_url, queue)
+    before_ms = time.time() * 1000 - 1  # arq rounds its timestamps to the ms
+    try:
+        assert await enqueuer.enqueue_inbound(jobs) == 4
+    finally:
+        await enqueuer.close()
+    after_ms = time.time() * 1000 + 1
+    try:
+        scores = {
+            m.decode(): score for m, score in await arq_redis.zrange(queue, 0, -1, withscores=True)
+        }
+        due = [scores[inbound_job_id(j.message_id)] - before_ms for j in jobs]
+        elapsed = after_ms - before_ms
+        # The first message of each conversation is due at once, the others' jobs later.
+        assert all(0 <= d <= elapsed for d in due[:2]), due
+        assert all(FOLLOW_UP_DELAY_MS <= d <= FOLLOW_UP_DELAY_MS + elapsed for d in due[2:]), due
+        # As arq keeps a deferred job: a day past the time it is due.
+        first, follow_up = (job_key_prefix + inbound_job_id(j.message_id) for j in jobs[::2][:2])
+        ttl_first, ttl_follow_up = await arq_redis.pttl(first), await arq_redis.pttl(follow_up)
+        assert 86_399_000 - elapsed <= ttl_first <= 86_400_000
+        assert ttl_first < ttl_follow_up <= 86_400_000 + FOLLOW_UP_DELAY_MS
+    finally:
+        await arq_redis.delete(
+            queue, *(job_key_prefix + inbound_job_id(j.message_id) for j in jobs)
+        )
