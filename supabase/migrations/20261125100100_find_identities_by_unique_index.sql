@@ -116,6 +116,7 @@ as $$
 declare
   v_conv record;
   v_contact record;
+  v_contact_id uuid;
   v_session record;
   v_new_session boolean := false;
 begin
@@ -123,8 +124,9 @@ begin
   select * into v_conv from public.conversations where id = p_conversation_id;
   select id, name, phone into v_contact from public.contacts where id = v_conv.contact_id;
   if v_contact.id is null then
-    select id, name, phone into v_contact from public.contacts
-     where id = private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+    -- Looked up first: as a filter, a function call may run for every row of a scan.
+    v_contact_id := private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+    select id, name, phone into v_contact from public.contacts where id = v_contact_id;
   end if;
   if v_contact.id is null then
     begin
@@ -134,8 +136,8 @@ begin
               v_conv.phone, v_conv.bsuid)
       returning id, name, phone into v_contact;
     exception when unique_violation then
-      select id, name, phone into v_contact from public.contacts
-       where id = private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+      v_contact_id := private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+      select id, name, phone into v_contact from public.contacts where id = v_contact_id;
     end;
   end if;
   if v_conv.contact_id is distinct from v_contact.id then
