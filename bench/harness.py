@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from bench.history import add_history
 from bridge import migrations
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -38,13 +39,16 @@ def summary_ms(values: Sequence[float]) -> str:
 
 
 @asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
+async def bench_database(*, history: int = 0) -> AsyncIterator[str]:
+    """A throwaway database with the migrations and seed applied and, with `history`, that many
+    past customers of another workspace, analyzed (`bench.history`)."""
     name = f"wab_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_URL)
     await admin.execute(f'create database "{name}"')
     url = urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
     try:
         await migrations.apply(url, seed=True)
+        await add_history(url, history)
         yield url
     finally:
         await admin.execute(f'drop database if exists "{name}" with (force)')

@@ -270,6 +270,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="past customers of another workspace written and analyzed first (bench.history)",
+    )
+    parser.add_argument(
         "--bodies", type=int, default=100_000, help="distinct pre-signed bodies per wrk run"
     )
     parser.add_argument(
@@ -292,7 +298,7 @@ async def main(argv: list[str]) -> None:
     await check_redis(REDIS_URL)
     queue_name = f"arq:queue:bench-ingest-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        async with bench_database() as database_url:
+        async with bench_database(history=args.history) as database_url:
             tenant = await make_tenant(database_url)
             bodies = BodyFactory(tenant.phone_number_id, APP_SECRET, customers=args.customers)
             logs = args.logs or Path(tmp)

@@ -127,7 +127,10 @@ async def _watch_typing(
 
 async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     queue = f"arq:queue:bench-{uuid.uuid4().hex[:8]}"
-    async with bench_database() as database_url, devstack(database_url) as url:
+    async with (
+        bench_database(history=args.history) as database_url,
+        devstack(database_url) as url,
+    ):
         db = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
         ws, pnid = await _workspace(db)
         batches = await _ingest(db, pnid, args.conversations)
@@ -234,6 +237,12 @@ async def main(argv: list[str]) -> None:
     # The diagnostic engine is CPU-bound: turns beyond a few per worker only queue for the cores
     # (and lengthen arq's scan of running jobs), so the default is lower than JOBS_MAX_JOBS's.
     parser.add_argument("--max-jobs", type=int, default=5)
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="past customers of another workspace written and analyzed first (bench.history)",
+    )
     parser.add_argument("--poll-delay", type=float, default=0.01, help="arq poll delay, seconds")
     args = parser.parse_args(argv)
     print(
