@@ -9,9 +9,9 @@ processed), a closed session with four turns.
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
+
+from bench.workspaces import create_workspace
 
 HISTORY_SQL = """
 with customers as (
@@ -58,31 +58,13 @@ select s.id, n, case when n % 2 = 1 then 'user' else 'assistant' end, 'turno ' |
 async def add_history(database_url: str, customers: int) -> None:
     if customers <= 0:
         return
-    owner, workspace, channel = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    pnid = str(10**15 + uuid.uuid4().int % 10**14)
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
-            await conn.execute(
-                "insert into auth.users (id, email) values ($1, $2)", owner, f"{owner}@history"
-            )
-            await conn.execute(
-                "insert into public.workspaces (id, name, slug, owner_id)"
-                " values ($1, 'History', $2, $3)",
-                workspace,
-                f"history-{workspace}",
-                owner,
-            )
-            await conn.execute(
-                "insert into public.whatsapp_channels (id, workspace_id, phone_number_id)"
-                " values ($1, $2, $3)",
-                channel,
-                workspace,
-                pnid,
-            )
-            await conn.fetchval(HISTORY_SQL, workspace, channel, customers, pnid)
-            await conn.execute(MESSAGES_SQL, workspace)
-            await conn.execute(TURNS_SQL, workspace)
+            ws = await create_workspace(conn, "History")
+            await conn.fetchval(HISTORY_SQL, ws.id, ws.channel_id, customers, ws.phone_number_id)
+            await conn.execute(MESSAGES_SQL, ws.id)
+            await conn.execute(TURNS_SQL, ws.id)
         await conn.execute("analyze")
     finally:
         await conn.close()

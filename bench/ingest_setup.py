@@ -9,6 +9,8 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bench.workspaces import create_workspace
+
 
 @dataclass(frozen=True)
 class Tenant:
@@ -19,39 +21,20 @@ class Tenant:
 
 
 async def make_tenant(database_url: str) -> Tenant:
-    owner, ws, channel, conversation = (uuid.uuid4() for _ in range(4))
-    pnid = str(10**15 + uuid.uuid4().int % 10**14)
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
-            await conn.execute(
-                "insert into auth.users (id, email) values ($1, $2)", owner, f"{owner}@bench.local"
-            )
-            await conn.execute(
-                "insert into public.workspaces (id, name, slug, owner_id)"
-                " values ($1, 'Bench', $2, $3)",
-                ws,
-                f"bench-{ws}",
-                owner,
-            )
-            await conn.execute(
-                "insert into public.whatsapp_channels (id, workspace_id, phone_number_id, provider)"
-                " values ($1, $2, $3, 'meta')",
-                channel,
-                ws,
-                pnid,
-            )
-            await conn.execute(
-                "insert into public.conversations (id, workspace_id, channel_id, phone_number_id,"
-                " phone) values ($1, $2, $3, $4, '570000000000')",
-                conversation,
-                ws,
-                channel,
-                pnid,
+            ws = await create_workspace(conn, "Bench")
+            conversation: uuid.UUID = await conn.fetchval(
+                "insert into public.conversations (workspace_id, channel_id, phone_number_id,"
+                " phone) values ($1, $2, $3, '570000000000') returning id",
+                ws.id,
+                ws.channel_id,
+                ws.phone_number_id,
             )
     finally:
         await conn.close()
-    return Tenant(ws, pnid, conversation)
+    return Tenant(ws.id, ws.phone_number_id, conversation)
 
 
 async def stored_messages(database_url: str, tenant: Tenant) -> int:

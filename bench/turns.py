@@ -36,6 +36,7 @@ from realtime.types import BroadcastPayload
 
 from bench import cpu
 from bench.harness import bench_database, devstack, percentile
+from bench.workspaces import create_workspace
 from bridge.queue import Enqueuer, InboundJob, redis_settings
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 
@@ -45,35 +46,20 @@ CPU_ROLES = ("worker", "stand-in", "postgres", "redis", "load")
 
 
 async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
-    owner, ws, pnid = uuid.uuid4(), uuid.uuid4(), str(10**15 + uuid.uuid4().int % 10**14)
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "insert into auth.users (id, email) values ($1, $2)", owner, f"{owner}@bench.local"
-        )
-        await conn.execute(
-            "insert into public.workspaces (id, name, slug, owner_id) values ($1, 'Bench', $2, $3)",
-            ws,
-            f"bench-{ws}",
-            owner,
-        )
-        channel = await conn.fetchval(
-            "insert into public.whatsapp_channels (workspace_id,"
-            " phone_number_id) values ($1, $2) returning id",
-            ws,
-            pnid,
-        )
+        ws = await create_workspace(conn, "Bench")
         await conn.execute(
             "insert into private.whatsapp_channel_credentials (channel_id,"
             " access_token) values ($1, 'bench-token')",
-            channel,
+            ws.channel_id,
         )
         await conn.execute(
             "insert into public.workspace_agent_config (workspace_id, agent_enabled,"
             " conversational_agent_id, response_speed) values ($1, true,"
             " 'diagnostic-v1', 0)",
-            ws,
+            ws.id,
         )
-    return ws, pnid
+    return ws.id, ws.phone_number_id
 
 
 async def _ingest(db: asyncpg.Pool, pnid: str, conversations: int) -> list[list[dict[str, Any]]]:
