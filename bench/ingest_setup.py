@@ -6,10 +6,12 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bench.workspaces import create_workspace
+from bridge.queue import inbound_job_id
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ async def drop_queue(redis_url: str, queue_name: str, database_url: str, tenant:
         )
     finally:
         await conn.close()
-    keys = [f"arq:job:inbound:{row['id']}" for row in ids]
+    keys = [job_key_prefix + inbound_job_id(str(row["id"])) for row in ids]
     redis = Redis.from_url(redis_url)
     try:
         deleted = int(await redis.delete(queue_name))

@@ -80,10 +80,15 @@ def channel_for(ctx: turn_store.ConversationContext, settings: Settings) -> Chan
 
 
 async def run_conversation(
-    deps: TurnDeps, conversation_id: uuid.UUID, *, handoff_reason: str | None = None
+    deps: TurnDeps,
+    conversation_id: uuid.UUID,
+    *,
+    job_message_id: uuid.UUID | None = None,
+    handoff_reason: str | None = None,
 ) -> TurnOutcome:
-    """Take the conversation if free and drain it. With `handoff_reason` the pending messages
-    are handed to a human instead of the engine (the agent kept failing)."""
+    """Take the conversation if free and drain it. `job_message_id` is the message whose job
+    runs this (its job is not withdrawn: it is the one running). With `handoff_reason` the
+    pending messages are handed to a human instead of the engine (the agent kept failing)."""
     outcome = TurnOutcome()
     while True:
         begun = await turn_store.begin(
@@ -95,7 +100,7 @@ async def run_conversation(
         lock = begun.lock
         try:
             checkpoint("locked")
-            await _drain(deps, begun, outcome, handoff_reason)
+            await _drain(deps, begun, outcome, job_message_id, handoff_reason)
         finally:
             # A message stored between our last check and the unlock found the lock busy and
             # its job exited: the unlock says whether one is waiting.
@@ -105,7 +110,11 @@ async def run_conversation(
 
 
 async def _drain(
-    deps: TurnDeps, begun: turn_store.Begun, outcome: TurnOutcome, handoff_reason: str | None
+    deps: TurnDeps,
+    begun: turn_store.Begun,
+    outcome: TurnOutcome,
+    job_message_id: uuid.UUID | None,
+    handoff_reason: str | None,
 ) -> None:
     lock, snap, prepared = begun.lock, begun.snapshot, begun.prepared
     if snap is None:
@@ -128,8 +137,9 @@ async def _drain(
     ids = [m.message_id for m in messages]
     # The job running this turn stays until the turn is done (a failure retries it, a dead
     # worker's is run again), and it covers every message drained here: the other messages'
-    # queued jobs would only find the lock busy or nothing to do.
-    await _withdraw_jobs(deps, ids)
+    # queued jobs would only find the lock busy or nothing to do. A turn of the job's own
+    # message alone, the usual one, has none to withdraw and skips the round trip.
+    await _withdraw_jobs(deps, [i for i in ids if i != job_message_id])
     if not snap.enabled:
         await turn_store.mark_processed(lock, ids)
     elif handoff_reason is not None:
@@ -137,7 +147,7 @@ async def _drain(
         outcome.handoffs += 1
     else:
         outcome.turns += 1
-        if prepared is None or prepared[1].agent_id != snap.context.agent_id:
+        if prepared is None:
             prepared = await turn_store.prepare(lock, snap.context.agent_id)
         await _turn(deps, lock, snap, prepared, channel, to, outcome)
     # Messages that arrived during this turn are answered by the next one: unlocking says
@@ -305,6 +315,8 @@ async def _handoff(
 
 async def _withdraw_jobs(deps: TurnDeps, message_ids: list[uuid.UUID]) -> None:
     """Failing to withdraw the jobs costs only their runs, so it never fails the turn."""
+    if not message_ids:
+        return
     try:
         await deps.jobs.withdraw_inbound([str(i) for i in message_ids])
     except (RedisError, OSError, TimeoutError) as exc:

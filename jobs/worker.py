@@ -99,8 +99,9 @@ async def process_inbound(
     logs.correlation_id.set(correlation_id or ctx.get("job_id"))
     deps: TurnDeps = ctx["turn_deps"]
     conversation = uuid.UUID(conversation_id)
+    job_message = uuid.UUID(message_id) if message_id else None
     try:
-        outcome = await run_conversation(deps, conversation)
+        outcome = await run_conversation(deps, conversation, job_message_id=job_message)
     except FenceLost as exc:
         # Another worker owns the conversation now and will finish the turn.
         log.warning(
@@ -118,7 +119,10 @@ async def process_inbound(
             ) from exc
         # Out of retries: no customer is left unanswered, a human takes over.
         outcome = await run_conversation(
-            deps, conversation, handoff_reason=f"agent failed: {type(exc).__name__}: {exc}"[:500]
+            deps,
+            conversation,
+            job_message_id=job_message,
+            handoff_reason=f"agent failed: {type(exc).__name__}: {exc}"[:500],
         )
     return outcome.__dict__
 
