@@ -171,7 +171,15 @@ def _progress(row: Row) -> None:
 async def _run_bridge(ctx: Context, queue_name: str) -> None:
     port = free_port()
     stack_url = f"http://127.0.0.1:{port}"
-    devstack = [sys.executable, "-m", "devstack", "--port", str(port)]
+    devstack = [
+        sys.executable,
+        "-m",
+        "devstack",
+        "--port",
+        str(port),
+        "--db-pool",
+        str(ctx.args.db_pool),
+    ]
     async with serving(
         [*devstack, "--database-url", ctx.database_url],
         f"{stack_url}/health",
@@ -280,6 +288,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--customers", type=int, default=1000, help="distinct senders (conversations)"
+    )
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=2 * (os.cpu_count() or 1) + 1,
+        help="the stand-in's database connections (PostgREST's db-pool); default 2 × cores + 1",
     )
     parser.add_argument(
         "--logs", type=Path, default=None, help="keep the servers' output in this directory"

@@ -20,6 +20,12 @@ def _parse(argv: list[str] | None) -> DevstackConfig:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--jwt-secret", default=LOCAL_JWT_SECRET)
     parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=DevstackConfig.pool_max_size,
+        help="most connections the PostgREST stand-in opens (PostgREST's db-pool, PGRST_DB_POOL)",
+    )
+    parser.add_argument(
         "--whatsapp-webhook-url",
         default=None,
         help="post signed status webhooks (sent, delivered, read) here",
@@ -33,6 +39,7 @@ def _parse(argv: list[str] | None) -> DevstackConfig:
         host=args.host,
         port=args.port,
         jwt_secret=args.jwt_secret,
+        pool_max_size=args.db_pool,
         whatsapp_webhook_url=args.whatsapp_webhook_url,
         whatsapp_app_secret=args.whatsapp_app_secret,
     )
