@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from bridge import logs
+from bridge import gc_tuning, logs
 from bridge.runtime import Runtime
 from bridge.settings import Settings
 from bridge.webhook import router as webhook_router
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = await Runtime.start(settings)
+        gc_tuning.settle_after_startup()
         try:
             yield
         finally:

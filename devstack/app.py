@@ -3,6 +3,7 @@ WhatsApp Cloud API under /whatsapp, on one port like the `supabase start` gatewa
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,12 @@ def create_app(config: DevstackConfig) -> Starlette:
             reset=_keep_session,
         )
         await realtime.start(state)
+        # As the bridge's processes do (`bridge.gc_tuning`): what start-up made is left out of
+        # every later collection, and a request's objects are freed by reference counting before
+        # a young collection would walk them.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, *gc.get_threshold()[1:])
         try:
             yield
         finally:

@@ -21,7 +21,7 @@ import uvloop
 from arq import Retry, cron, func
 from arq.connections import RedisSettings
 
-from bridge import logs
+from bridge import gc_tuning, logs
 from bridge.http_pool import pooled_session
 from bridge.queue import JobName, Withdrawer
 from bridge.settings import Settings
@@ -82,6 +82,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         jobs=Withdrawer(ctx["redis"], settings.ARQ_QUEUE_NAME),
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
     )
+    gc_tuning.settle_after_startup()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
