@@ -293,7 +293,7 @@ def _parser() -> argparse.ArgumentParser:
         "--db-pool",
         type=int,
         default=2 * (os.cpu_count() or 1) + 1,
-        help="the stand-in's database connections (PostgREST's db-pool); default 2 × cores + 1",
+        help="the stand-in's database connections (PostgREST's db-pool); default 2 x cores + 1",
     )
     parser.add_argument(
         "--logs", type=Path, default=None, help="keep the servers' output in this directory"

@@ -382,6 +382,59 @@ async def test_bsuid_only_user_gets_a_conversation_keyed_by_bsuid(
     assert {r["phone"] for r in rows} == {phone}
 
 
+async def test_a_redelivery_fills_what_the_conversation_lacks(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    channel = await make_channel()
+    phone, bsuid = wa.customer_phone(), f"CO.{time.time_ns()}"
+    msg = wa.text("hola", sender=phone)
+    first = wa.change(channel.phone_number_id, messages=[msg], contacts=[{"wa_id": phone}])
+    assert (await webhook.post(wa.body(first))).status_code == 200
+    rows = await _messages(db, channel)
+    assert [(r["phone"], r["bsuid"], r["profile_name"]) for r in rows] == [(phone, None, None)]
+
+    # The same message delivered again, now with the sender's BSUID and profile name.
+    again = dict(msg, from_user_id=bsuid)
+    contact = {"profile": {"name": "Ana"}, "wa_id": phone, "user_id": bsuid}
+    second = wa.change(channel.phone_number_id, messages=[again], contacts=[contact])
+    assert (await webhook.post(wa.body(second))).status_code == 200
+    rows = await _messages(db, channel)
+    assert [(r["phone"], r["bsuid"], r["profile_name"]) for r in rows] == [(phone, bsuid, "Ana")]
+
+
+async def test_a_stored_message_links_the_contact_of_the_conversations_identity(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    channel = await make_channel()
+    phone, bsuid = wa.customer_phone(), f"CO.{time.time_ns()}"
+    msg = wa.text("hola", sender=phone)
+    msg["from_user_id"] = bsuid
+    contacts = [{"profile": {"name": "Ana"}, "wa_id": phone, "user_id": bsuid}]
+    await webhook.post(
+        wa.body(wa.change(channel.phone_number_id, messages=[msg], contacts=contacts))
+    )
+    conversation = await db.fetchrow(
+        "select id, contact_id from public.conversations where workspace_id = $1",
+        channel.workspace_id,
+    )
+    assert conversation is not None
+    assert conversation["contact_id"] is None
+
+    # A CRM contact known only by the BSUID; the next message carries only the phone.
+    contact_id = await db.fetchval(
+        "insert into public.contacts (workspace_id, name, bsuid) values ($1, 'Ana', $2)"
+        " returning id",
+        channel.workspace_id,
+        bsuid,
+    )
+    later = wa.text("sigo aquí", sender=phone)
+    await webhook.post(wa.body(wa.change(channel.phone_number_id, messages=[later])))
+    linked = await db.fetchval(
+        "select contact_id from public.conversations where id = $1", conversation["id"]
+    )
+    assert linked == contact_id
+
+
 async def test_same_post_twice_stores_and_enqueues_once(
     webhook: WebhookClient,
     make_channel: MakeChannel,
