@@ -19,6 +19,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+# Distinct request URLs whose parsed form is kept: the API calls a handful of RPC endpoints.
+_MAX_PARSED_URLS = 64
+
 # How long an idle pooled connection is kept: under the 5 s after which uvicorn (the stand-in) and
 # many proxies close idle connections, so a request is not written into one being closed.
 KEEPALIVE_SECONDS = 4.0
@@ -38,6 +41,7 @@ class AiohttpClient(httpx.AsyncClient):
         self._total_seconds = timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._parsed_urls: dict[str, httpx.URL] = {}
         super().__init__(
             timeout=timeout,
             transport=AiohttpTransport(client=self._aiohttp),
@@ -74,7 +78,7 @@ class AiohttpClient(httpx.AsyncClient):
         merged = self.headers.copy()
         if headers:
             merged.update(headers)
-        request = httpx.Request(method, url, headers=merged, content=content)
+        request = httpx.Request(method, self._parsed(url), headers=merged, content=content)
         try:
             async with self._aiohttp().request(
                 method, url, data=content, headers=merged.multi_items(), allow_redirects=False
@@ -99,6 +103,16 @@ class AiohttpClient(httpx.AsyncClient):
             request=request,
             extensions={"reason_phrase": (answer.reason or "").encode()},
         )
+
+    def _parsed(self, url: str) -> httpx.URL:
+        # httpx parses a URL string on every request (a tenth of the RPC's client CPU); the
+        # response's request (postgrest-py reads its headers) can share one parsed URL.
+        parsed = self._parsed_urls.get(url)
+        if parsed is None:
+            if len(self._parsed_urls) >= _MAX_PARSED_URLS:
+                self._parsed_urls.clear()
+            parsed = self._parsed_urls[url] = httpx.URL(url)
+        return parsed
 
     def _short_path(self, url: str, content: Any, auth: Any, other: dict[str, Any]) -> bool:
         """What postgrest-py sends: an absolute URL, a bytes body, no auth, cookies or options."""

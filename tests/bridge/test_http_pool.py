@@ -95,6 +95,16 @@ async def test_a_plain_request_comes_back_as_the_server_answered(
     assert seen["headers"]["accept-encoding"] == "identity"
 
 
+async def test_each_response_names_the_url_its_request_went_to(
+    client: httpx.AsyncClient, peer: str
+) -> None:
+    urls = [f"{peer}/echo", f"{peer}/echo?n=1", f"{peer}/echo", f"{peer}/echo?n=2"]
+    for url in urls:
+        response = await client.request("POST", url, content=b"{}")
+        assert str(response.request.url) == url
+        assert response.json()["query"] == url.partition("?")[2]
+
+
 async def test_other_requests_take_httpx_own_path_over_the_same_pool(
     client: httpx.AsyncClient, peer: str
 ) -> None:
