@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from bridge import gc_tuning, logs
+from bridge import gc_tuning, logs, webhook
 from bridge.runtime import Runtime
 from bridge.settings import Settings
-from bridge.webhook import router as webhook_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.runtime.stop()
 
     app = FastAPI(title="wa-agent-bridge", lifespan=lifespan)
-    app.include_router(webhook_router)
+    webhook.add_routes(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -61,6 +61,13 @@ async def test_verification_handshake_echoes_the_challenge(webhook: WebhookClien
     assert [wrong_token.status_code, wrong_mode.status_code, no_params.status_code] == [403] * 3
 
 
+async def test_other_methods_are_refused_with_a_json_405(webhook: WebhookClient) -> None:
+    response = await webhook.http.put("/webhooks/whatsapp", content=b"{}")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
 async def test_single_text_is_stored_and_enqueued(
     webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool, redis_url: str
 ) -> None:
