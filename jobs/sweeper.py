@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
 import asyncpg
@@ -44,16 +45,10 @@ async def requeue_unprocessed(
     """Enqueue a job for each conversation with inbound messages older than `older_than` that
     are still unprocessed; returns how many jobs were newly queued."""
     rows = await pool.fetch(_OLDEST_UNPROCESSED, older_than, limit)
-    queued = 0
-    for row in rows:
-        job = await redis.enqueue_job(
-            JobName.PROCESS_INBOUND.value,
-            conversation_id=str(row["conversation_id"]),
-            message_id=str(row["id"]),
-            correlation_id=None,
-            _job_id=sweep_job_id(str(row["id"])),
-        )
-        queued += job is not None
+    queued = await _enqueue_turns(
+        redis,
+        ((str(r["conversation_id"]), str(r["id"]), sweep_job_id(str(r["id"]))) for r in rows),
+    )
     if queued:
         log.info("jobs.sweeper.requeued", extra={"jobs": queued})
     return queued
@@ -74,18 +69,31 @@ async def requeue_stalled_outbox(
     """Conversations whose outbox has rows a dead worker left pending or sending: a job resumes
     them (pending rows are sent, sending ones become `unknown`)."""
     rows = await pool.fetch(_STALLED_OUTBOX, older_than, limit)
-    queued = 0
-    for row in rows:
-        job = await redis.enqueue_job(
-            JobName.PROCESS_INBOUND.value,
-            conversation_id=str(row["conversation_id"]),
-            message_id=None,
-            correlation_id=None,
-            _job_id=sweep_job_id(f"outbox:{row['conversation_id']}"),
-        )
-        queued += job is not None
+    queued = await _enqueue_turns(
+        redis,
+        (
+            (str(r["conversation_id"]), None, sweep_job_id(f"outbox:{r['conversation_id']}"))
+            for r in rows
+        ),
+    )
     if queued:
         log.info("jobs.sweeper.outbox_requeued", extra={"jobs": queued})
+    return queued
+
+
+async def _enqueue_turns(redis: ArqRedis, turns: Iterable[tuple[str, str | None, str]]) -> int:
+    """One turn job per (conversation id, message id or None, job id); returns how many were
+    newly queued (an id already queued, running or kept as a result is not)."""
+    queued = 0
+    for conversation_id, message_id, job_id in turns:
+        job = await redis.enqueue_job(
+            JobName.PROCESS_INBOUND.value,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            correlation_id=None,
+            _job_id=job_id,
+        )
+        queued += job is not None
     return queued
 
 
