@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -29,10 +30,27 @@ def test_startup_objects_leave_later_collections_and_young_ones_wait_longer() ->
     assert gc.get_threshold() == (gc_tuning.YOUNG_THRESHOLD, *older)
 
 
+class _Node:
+    def __init__(self) -> None:
+        self.me = self
+
+
 @pytest.mark.usefixtures("restored_collector")
-def test_cycles_made_after_startup_are_still_collected() -> None:
+def test_cycles_made_after_startup_are_collected_without_being_asked() -> None:
     gc_tuning.settle_after_startup()
-    cycle: list[object] = []
-    cycle.append(cycle)
-    del cycle
-    assert gc.collect() >= 1
+    ran: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            ran.append(info["generation"])
+
+    cycle = weakref.ref(_Node())  # garbage at once, but only a collection can free it
+    gc.callbacks.append(note)
+    try:
+        # More net allocations than the young threshold: a collection must follow on its own.
+        kept: list[list[int]] = [[] for _ in range(2 * gc_tuning.YOUNG_THRESHOLD)]
+    finally:
+        gc.callbacks.remove(note)
+    assert len(kept) == 2 * gc_tuning.YOUNG_THRESHOLD
+    assert ran, "no automatic collection ran"
+    assert cycle() is None

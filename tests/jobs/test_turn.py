@@ -563,7 +563,6 @@ async def test_reply_window_waits_for_the_customer_to_pause(
 
 
 async def test_arq_health_check_passes_while_the_worker_runs(worker: Worker) -> None:
-
     proc = await worker.start()
     try:
         await asyncio.sleep(1.5)
