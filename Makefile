@@ -32,6 +32,7 @@ dev: db
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) lint-imports --no-cache
 
 type: install
 	$(RUN) mypy

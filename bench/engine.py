@@ -22,9 +22,9 @@ from typing import Any
 import asyncpg
 
 from bench.harness import bench_database, percentile
-from bridge.engine.playbook_store import load_playbook
-from bridge.engine.protocol import Contact, InboundMessage, Session, TurnInput
-from bridge.engine.sales import SalesEngine
+from jobs.engine.playbook_store import load_playbook
+from jobs.engine.protocol import Contact, InboundMessage, Session, TurnInput
+from jobs.engine.sales import SalesEngine
 
 AGENT_ID = "somnio-sales-v1"
 WALL_OF_TEXT = "Hola, les cuento que llevo meses sin dormir bien y quisiera saber " * 60

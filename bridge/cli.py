@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'; seed loaded' if report.seeded else ''}\n"
         )
         return 0
-    from bridge.server import serve
+    from bridge.api.server import serve
 
     return serve(
         host=args.host,

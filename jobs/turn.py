@@ -25,20 +25,20 @@ from datetime import timedelta
 import asyncpg
 from redis.exceptions import RedisError
 
-from bridge.engine.protocol import (
+from bridge.queue import Withdrawer
+from bridge.settings import Settings
+from jobs import outbox, turn_store
+from jobs.checkpoints import checkpoint
+from jobs.engine.protocol import (
     Contact,
     Engine,
     EngineConfigurationError,
     Session,
     TurnInput,
 )
-from bridge.engine.registry import build_engine
-from bridge.queue import Withdrawer
-from bridge.settings import Settings
-from jobs import outbox, turn_store
-from jobs.checkpoints import checkpoint
+from jobs.engine.registry import build_engine
 from jobs.lock import ConversationLock
-from jobs.typing import TypingBroadcaster
+from jobs.typing_broadcast import TypingBroadcaster
 from jobs.whatsapp_api import Channel, SendError, WhatsAppClient
 
 log = logging.getLogger(__name__)

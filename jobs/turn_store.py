@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from bridge.engine.protocol import Contact, InboundMessage, Session, TurnResult
+from jobs.engine.protocol import Contact, InboundMessage, Session, TurnResult
 from jobs.lock import ConversationLock, fence_errors
 
 if TYPE_CHECKING:

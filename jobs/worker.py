@@ -28,7 +28,7 @@ from bridge.settings import Settings
 from jobs import sweeper
 from jobs.lock import FenceLost
 from jobs.turn import TurnDeps, retry_delay, run_conversation
-from jobs.typing import TypingBroadcaster
+from jobs.typing_broadcast import TypingBroadcaster
 from jobs.whatsapp_api import WhatsAppClient
 
 log = logging.getLogger(__name__)

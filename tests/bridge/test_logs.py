@@ -12,7 +12,7 @@ from bridge.logs import JsonFormatter, correlation_id
 
 def _line(**extra: object) -> dict[str, object]:
     record = logging.makeLogRecord(
-        {"name": "bridge.webhook", "levelname": "INFO", "msg": "bridge.message.stored", **extra}
+        {"name": "bridge.api.webhook", "levelname": "INFO", "msg": "bridge.message.stored", **extra}
     )
     parsed: dict[str, object] = json.loads(JsonFormatter().format(record))
     return parsed

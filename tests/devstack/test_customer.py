@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from bridge.payloads import Webhook
-from bridge.signature import META_HEADER, is_valid
+from bridge.api.payloads import Webhook
+from bridge.api.signature import META_HEADER, is_valid
 from devstack.customer import main
 from tests.fixtures.devstack import free_port
 

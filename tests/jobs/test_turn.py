@@ -13,8 +13,8 @@ import asyncpg
 from arq import create_pool
 from arq.jobs import Job
 
+from bridge.api.signature import sign
 from bridge.queue import inbound_job_id, redis_settings
-from bridge.signature import sign
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
 from tests.fixtures.webhook import APP_SECRET, D360_SECRET, WebhookClient

@@ -1,0 +1,187 @@
+"""What the webhook refuses, and what it does when Postgres or Redis is away."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from bridge.api.app import create_app
+from bridge.settings import ConfigError, Settings
+from tests.factories import whatsapp as wa
+from tests.fixtures.devstack import free_port
+from tests.fixtures.webhook import (
+    Channel,
+    WebhookClient,
+    open_webhook_client,
+    settings_for,
+)
+
+MakeChannel = Callable[..., Awaitable[Channel]]
+
+
+async def _counts(db: asyncpg.Pool) -> tuple[int, int, int]:
+    row = await db.fetchrow(
+        "select (select count(*) from public.whatsapp_webhook_events) as events,"
+        " (select count(*) from public.messages) as messages,"
+        " (select count(*) from public.conversations) as conversations"
+    )
+    assert row is not None
+    return (row["events"], row["messages"], row["conversations"])
+
+
+def _valid_body(pnid: str) -> dict[str, Any]:
+    return wa.body(wa.change(pnid, messages=[wa.text("hola", sender=wa.customer_phone())]))
+
+
+def _cases(pnid: str) -> list[tuple[str, dict[str, Any], int, str]]:
+    good = _valid_body(pnid)
+    no_id = json.loads(json.dumps(good))
+    del no_id["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    messages_not_list = json.loads(json.dumps(good))
+    messages_not_list["entry"][0]["changes"][0]["value"]["messages"] = "hola"
+    no_metadata = json.loads(json.dumps(good))
+    del no_metadata["entry"][0]["changes"][0]["value"]["metadata"]
+    entry_not_list = {"object": "whatsapp_business_account", "entry": {"id": 1}}
+    bad_ts = json.loads(json.dumps(good))
+    bad_ts["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = "yesterday"
+    return [
+        ("unsigned", {"raw": json.dumps(good).encode(), "secret": None}, 401, "missing_signature"),
+        (
+            "wrong_signature",
+            {"raw": json.dumps(good).encode(), "secret": "not-the-secret"},
+            401,
+            "bad_signature",
+        ),
+        (
+            "malformed_json",
+            {"raw": b'{"object": "whatsapp_business_account", "entry": ['},
+            400,
+            "invalid_json",
+        ),
+        ("not_utf8", {"raw": b"\xff\xfe{}"}, 400, "invalid_json"),
+        ("json_array", {"raw": b"[]"}, 400, "wrong_object"),
+        ("wrong_object", {"payload": {**good, "object": "page"}}, 400, "wrong_object"),
+        ("message_without_id", {"payload": no_id}, 400, "invalid_payload"),
+        ("messages_not_a_list", {"payload": messages_not_list}, 400, "invalid_payload"),
+        ("change_without_metadata", {"payload": no_metadata}, 400, "invalid_payload"),
+        ("entry_not_a_list", {"payload": entry_not_list}, 400, "invalid_payload"),
+        ("timestamp_not_a_number", {"payload": bad_ts}, 400, "invalid_payload"),
+        (
+            "oversized",
+            {"raw": b'{"object": "' + b"x" * (3 * 1024 * 1024 + 10) + b'"}'},
+            413,
+            "body_too_large",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(12))
+async def test_bad_input_gets_its_status_and_changes_nothing(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool, case: int
+) -> None:
+    channel = await make_channel()
+    name, kwargs, status, reason = _cases(channel.phone_number_id)[case]
+    metrics = webhook.app.state.runtime.metrics
+    rejected_before = metrics.value("bridge_webhook_rejected_total", reason=reason)
+    before = await _counts(db)
+    response = await webhook.post(
+        kwargs.get("payload"), **{k: v for k, v in kwargs.items() if k != "payload"}
+    )
+    assert response.status_code == status, (name, response.text)
+    assert response.json()["error"] == reason
+    assert await _counts(db) == before
+    assert metrics.value("bridge_webhook_rejected_total", reason=reason) == rejected_before + 1
+
+
+def test_refuses_to_start_without_a_webhook_secret() -> None:
+    with pytest.raises(ConfigError, match="WHATSAPP_APP_SECRET"):
+        create_app(Settings(_env_file=None))
+    # Explicit insecure dev mode is the only way around it.
+    create_app(Settings(_env_file=None, BRIDGE_INSECURE_DEV=True))
+
+
+async def test_supabase_unreachable_answers_503_and_stores_nothing(
+    redis_url: str, queue_name: str, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    channel = await make_channel()
+    dead = f"http://127.0.0.1:{free_port()}"
+    client, close = await open_webhook_client(settings_for(dead, redis_url, queue_name))
+    try:
+        before = await _counts(db)
+        response = await client.post(_valid_body(channel.phone_number_id))
+        assert response.status_code == 503
+        assert response.json() == {"error": "store_unavailable"}
+        assert await _counts(db) == before
+    finally:
+        await close()
+
+
+async def test_database_failure_mid_batch_answers_503_and_writes_nothing(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    channel = await make_channel()
+    sender = wa.customer_phone()
+    poison = wa.text("second", sender=sender)
+    # A trigger stands in for the database failing after the first message of the batch.
+    await db.execute(f"""
+        create or replace function public.test_fail_on_poison() returns trigger
+        language plpgsql as $$ begin
+          if new.wamid = '{poison["id"]}' then raise exception 'disk full' using errcode = '53100';
+          end if; return new; end $$;
+        create trigger test_fail_on_poison before insert on public.messages
+          for each row execute function public.test_fail_on_poison();
+    """)
+    try:
+        before = await _counts(db)
+        body = wa.body(
+            wa.change(channel.phone_number_id, messages=[wa.text("first", sender=sender), poison])
+        )
+        response = await webhook.post(body)
+        assert response.status_code == 503
+        assert await _counts(db) == before  # the raw event and the first message rolled back
+    finally:
+        await db.execute(
+            "drop trigger test_fail_on_poison on public.messages;"
+            " drop function public.test_fail_on_poison();"
+        )
+    # Once the database is healthy again, the provider's retry is stored.
+    assert (await webhook.post(body)).status_code == 200
+    assert (
+        await db.fetchval(
+            "select count(*) from public.messages where workspace_id = $1", channel.workspace_id
+        )
+        == 2
+    )
+
+
+async def test_redis_down_still_answers_200_and_keeps_the_message(
+    devstack_url: str, queue_name: str, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    channel = await make_channel()
+    settings = settings_for(devstack_url, f"redis://127.0.0.1:{free_port()}/0", queue_name)
+    client, close = await open_webhook_client(settings)
+    try:
+        msg = wa.text("hola", sender=wa.customer_phone())
+        response = await client.post(wa.body(wa.change(channel.phone_number_id, messages=[msg])))
+        assert response.status_code == 200
+        metrics = client.app.state.runtime.metrics
+        assert metrics.value("bridge_enqueue_failed_total") == 1
+    finally:
+        await close()
+    row = await db.fetchrow(
+        "select processed_by_agent from public.messages where wamid = $1", msg["id"]
+    )
+    assert row is not None
+    assert row["processed_by_agent"] is False  # left for the sweeper
+
+
+def test_settings_read_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", "from-env")
+    settings = Settings(_env_file=None)
+    assert isinstance(settings.WHATSAPP_APP_SECRET, SecretStr)
+    assert settings.WHATSAPP_APP_SECRET.get_secret_value() == "from-env"
