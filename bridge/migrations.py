@@ -4,6 +4,10 @@
 missing, then every `supabase/migrations/*.sql` not yet recorded in
 `supabase_migrations.schema_migrations`, each in its own transaction, in file-name order. Running
 it twice is a no-op; concurrent runs serialise on an advisory lock.
+
+A database whose recorded migrations are not the tree's files (one recorded with other statements,
+or whose file is gone) is refused: until the first release migrations are edited in place
+(docs/migrations.md), so such a database is reset, not migrated.
 """
 
 from __future__ import annotations
@@ -57,6 +61,28 @@ class Migration:
         return cls(version=version, name=name, path=path)
 
 
+_RESET_HOW = (
+    "Reset the local database: `supabase db reset` on a Supabase CLI stack; otherwise drop and"
+    " re-create the database, then run `bridge db apply --database-url URL --seed`."
+    " Until the first release, migrations are edited in place (docs/migrations.md)."
+)
+
+
+class MigrationHistoryMismatch(RuntimeError):
+    """Raised by `apply` when the database was built from other migration files than the tree's:
+    a recorded migration has no file any more, or was recorded with other statements than its
+    file holds. Nothing is applied."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the database was built from other migration files than this tree's:\n  "
+            + "\n  ".join(problems)
+            + "\n"
+            + _RESET_HOW
+        )
+
+
 @dataclass(frozen=True)
 class ApplyReport:
     bootstrapped: bool
@@ -86,6 +112,39 @@ def list_migrations(supabase_dir: Path = SUPABASE_DIR) -> list[Migration]:
     return [Migration.from_path(p) for p in sorted((supabase_dir / "migrations").glob("*.sql"))]
 
 
+def _same_statements(recorded: list[str], sql: str) -> bool:
+    """Whether `recorded` are the statements of `sql`, in order: the whole text as one (how
+    `apply` records a file), or split as the Supabase CLI records it (each statement trimmed,
+    without its terminating semicolon). Only whitespace and semicolons may lie between them."""
+    if recorded == [sql]:
+        return True
+    pos = 0
+    for statement in recorded:
+        while pos < len(sql) and (sql[pos].isspace() or sql[pos] == ";"):
+            pos += 1
+        if not sql.startswith(statement, pos):
+            return False
+        pos += len(statement)
+    return all(c.isspace() or c == ";" for c in sql[pos:])
+
+
+def _history_problems(recorded: list[asyncpg.Record], tree: list[Migration]) -> list[str]:
+    """What sets the recorded migrations (version, name, statements) apart from the tree's files.
+    A row without statements is taken on trust."""
+    files = {m.version: m for m in tree}
+    problems: list[str] = []
+    for row in sorted(recorded, key=lambda r: r["version"]):
+        label = f"{row['version']}_{row['name'] or '?'}"
+        migration = files.get(row["version"])
+        if migration is None:
+            problems.append(f"{label}: applied, but no migration file has version {row['version']}")
+        elif row["statements"] is not None and not _same_statements(
+            row["statements"], migration.path.read_text()
+        ):
+            problems.append(f"{label}: applied with other statements than {migration.path.name}")
+    return problems
+
+
 async def apply(
     database_url: str, *, seed: bool = False, supabase_dir: Path = SUPABASE_DIR
 ) -> ApplyReport:
@@ -98,12 +157,16 @@ async def apply(
             await conn.execute((supabase_dir / "bootstrap.sql").read_text())
             bootstrapped = True
         await conn.execute(_HISTORY_TABLE)
-        done = {
-            r["version"]
-            for r in await conn.fetch("select version from supabase_migrations.schema_migrations")
-        }
+        recorded = await conn.fetch(
+            "select version, name, statements from supabase_migrations.schema_migrations"
+        )
+        tree = list_migrations(supabase_dir)
+        problems = _history_problems(recorded, tree)
+        if problems:
+            raise MigrationHistoryMismatch(problems)
+        done = {r["version"] for r in recorded}
         applied: list[str] = []
-        for migration in list_migrations(supabase_dir):
+        for migration in tree:
             if migration.version in done:
                 continue
             sql = migration.path.read_text()

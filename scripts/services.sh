@@ -45,6 +45,26 @@ ensure_postgres() {
   log "PostgreSQL did not come up; see $data/server.log"; exit 1
 }
 
+pg_query() { psql -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -tAc "$1"; }
+
+# plpgsql_check lints the SQL functions (tests/supabase/test_plpgsql_check.py). Installed only
+# for a server on loopback run from this machine's Debian packages; any other server must
+# provide the extension itself.
+ensure_plpgsql_check() {
+  local available="select count(*) from pg_available_extensions where name = 'plpgsql_check'"
+  [ "$(pg_query "$available")" = 1 ] && return
+  local major; major=$(( $(pg_query 'show server_version_num') / 10000 ))
+  local package="postgresql-$major-plpgsql-check" debian_local=no
+  case "$PGHOST" in
+    127.*|localhost|::1) [ -x "/usr/lib/postgresql/$major/bin/postgres" ] && debian_local=yes ;;
+  esac
+  if [ "$debian_local" = no ] || [ "$(id -u)" != 0 ]; then
+    log "PostgreSQL on $PGHOST:$PGPORT lacks plpgsql_check ($package); the SQL lint test needs it"
+    return
+  fi
+  apt_install "$package"
+}
+
 redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 
 ensure_redis() {
@@ -61,5 +81,6 @@ ensure_redis() {
 command -v pg_isready >/dev/null || apt_install postgresql-client
 command -v redis-cli >/dev/null || apt_install redis-tools
 ensure_postgres
+ensure_plpgsql_check
 ensure_redis
 log "PostgreSQL $PGHOST:$PGPORT and Redis 127.0.0.1:$REDIS_PORT are up"

@@ -17,7 +17,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_caller name := coalesce(nullif(current_setting('role', true), 'none'), session_user);
+  v_caller name := coalesce(nullif(current_setting('role', true), 'none')::name, session_user);
   v_privileged boolean;
   v_user_id uuid;
   v_stamp timestamptz;

@@ -3,13 +3,16 @@
 -- A body signed the 360dialog way only reaches channels of that provider, and a Meta-signed one
 -- only Meta channels: the provider is part of the route.
 -- The bridge parses the body into normalised message and status rows and calls
--- public.ingest_whatsapp_webhook through PostgREST; the function stores the raw event, routes
--- each change to its workspace, upserts conversations, inserts messages idempotently (unique
--- wamid), applies statuses monotonically and returns the inbound messages that are NEW.
+-- public.ingest_whatsapp_webhook through PostgREST; the function routes each change to its
+-- workspace, finds or creates the conversation, inserts messages idempotently (unique wamid),
+-- applies statuses monotonically, stores the raw event with its outcome and returns the inbound
+-- messages that are NEW.
 -- =============================================================================================
 
--- Statuses that arrive before their message row exists (a status webhook can beat the sender's
--- own write of the wamid). They are applied when the message appears.
+-- ---------------------------------------------------------------------------------------------
+-- Delivery statuses. Those that arrive before their message row exists (a status webhook can
+-- beat the sender's own write of the wamid) wait as orphans until the message appears.
+-- ---------------------------------------------------------------------------------------------
 create table public.message_status_orphans (
   id bigint generated always as identity primary key,
   wamid text not null,
@@ -103,89 +106,81 @@ begin
 end;
 $$;
 
--- The conversation of one customer in one workspace, created when missing. Customers are keyed
--- by BSUID when WhatsApp gives one and by phone otherwise; a row found by either learns the other.
-create or replace function private.upsert_conversation(
-  p_workspace_id uuid, p_channel_id uuid, p_phone_number_id text,
-  p_phone text, p_bsuid text, p_profile_name text
+revoke execute on function private.message_status_rank(text) from public;
+revoke execute on function private.apply_message_status(text, text, timestamptz, text, text) from public;
+revoke execute on function private.apply_orphan_statuses(text) from public;
+grant execute on function private.message_status_rank(text),
+  private.apply_message_status(text, text, timestamptz, text, text),
+  private.apply_orphan_statuses(text) to service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- A customer's conversation and contact, found by WhatsApp identity: the BSUID match first, then
+-- the phone's. Two lookups, each through its unique index on (workspace_id, bsuid) or
+-- (workspace_id, phone): a single statement with an OR of both keys would get one cached plan
+-- for any parameters, a scan of every row of the workspace. The agent turn uses them too.
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.find_conversation(
+  p_workspace_id uuid, p_bsuid text, p_phone text
 ) returns uuid
 language plpgsql
+stable
 set search_path = ''
 as $$
 declare
   v_id uuid;
 begin
-  if p_phone is null and p_bsuid is null then
-    raise exception 'message has neither a phone (wa_id) nor a BSUID (user_id)'
-      using errcode = '22023';
-  end if;
-  for attempt in 1..2 loop
-    select c.id into v_id
-    from public.conversations c
-    where c.workspace_id = p_workspace_id
-      and ((p_bsuid is not null and c.bsuid = p_bsuid) or (p_phone is not null and c.phone = p_phone))
-    order by (c.bsuid is not distinct from p_bsuid) desc
-    limit 1;
+  if p_bsuid is not null then
+    select c.id into v_id from public.conversations c
+     where c.workspace_id = p_workspace_id and c.bsuid = p_bsuid;
     if found then
-      update public.conversations c
-         set phone = coalesce(c.phone, p_phone),
-             bsuid = coalesce(c.bsuid, p_bsuid),
-             profile_name = coalesce(p_profile_name, c.profile_name),
-             channel_id = coalesce(c.channel_id, p_channel_id)
-       where c.id = v_id
-         and (c.phone is null and p_phone is not null
-              or c.bsuid is null and p_bsuid is not null
-              or p_profile_name is not null and c.profile_name is distinct from p_profile_name
-              or c.channel_id is null and p_channel_id is not null);
       return v_id;
     end if;
-    begin
-      insert into public.conversations
-        (workspace_id, channel_id, phone_number_id, phone, bsuid, profile_name)
-      values (p_workspace_id, p_channel_id, p_phone_number_id, p_phone, p_bsuid, p_profile_name)
-      returning id into v_id;
-      return v_id;
-    exception when unique_violation then
-      null;  -- a concurrent delivery created it: read the winner's row on the next pass
-    end;
-  end loop;
-  raise exception 'could not create the conversation for % / %', p_phone, p_bsuid
-    using errcode = '40001';
+  end if;
+  if p_phone is not null then
+    select c.id into v_id from public.conversations c
+     where c.workspace_id = p_workspace_id and c.phone = p_phone;
+  end if;
+  return v_id;
 end;
 $$;
 
--- Link the conversation to an existing contact with the same WhatsApp identity (the worker
--- creates one when there is none).
-create or replace function private.link_existing_contact(p_conversation_id uuid)
-returns void
-language sql
+create or replace function private.find_contact(
+  p_workspace_id uuid, p_bsuid text, p_phone text
+) returns uuid
+language plpgsql
+stable
 set search_path = ''
 as $$
-  update public.conversations c
-     set contact_id = (
-       select ct.id from public.contacts ct
-        where ct.workspace_id = c.workspace_id
-          and ((c.bsuid is not null and ct.bsuid = c.bsuid)
-               or (c.phone is not null and ct.phone = c.phone))
-        order by (ct.bsuid is not distinct from c.bsuid) desc
-        limit 1)
-   where c.id = p_conversation_id and c.contact_id is null
-     and exists (
-       select 1 from public.contacts ct
-        where ct.workspace_id = c.workspace_id
-          and ((c.bsuid is not null and ct.bsuid = c.bsuid)
-               or (c.phone is not null and ct.phone = c.phone)));
+declare
+  v_id uuid;
+begin
+  if p_bsuid is not null then
+    select ct.id into v_id from public.contacts ct
+     where ct.workspace_id = p_workspace_id and ct.bsuid = p_bsuid;
+    if found then
+      return v_id;
+    end if;
+  end if;
+  if p_phone is not null then
+    select ct.id into v_id from public.contacts ct
+     where ct.workspace_id = p_workspace_id and ct.phone = p_phone;
+  end if;
+  return v_id;
+end;
 $$;
 
-create or replace function private.message_preview(p_content jsonb)
-returns text
-language sql
-immutable
-set search_path = ''
-as $$
-  select left(coalesce(nullif(p_content ->> 'body', ''), '[Mensaje]'), 100)
-$$;
+revoke execute on function private.find_conversation(uuid, text, text) from public;
+revoke execute on function private.find_contact(uuid, text, text) from public;
+grant execute on function private.find_conversation(uuid, text, text),
+  private.find_contact(uuid, text, text) to service_role;
 
+-- ---------------------------------------------------------------------------------------------
+-- The intake call. Per stored message: the channel (looked up once per business number), the
+-- conversation (created when missing; a concurrent delivery's row wins), the message insert and
+-- one conversation update that fills the identity fields it lacks, the last-message fields and
+-- the contact with the same identity. The raw event is written last, with its outcome, in the
+-- same transaction: all of it or nothing.
+-- ---------------------------------------------------------------------------------------------
 create or replace function public.ingest_whatsapp_webhook(
   p_provider text,
   p_payload jsonb,
@@ -196,22 +191,38 @@ language plpgsql
 set search_path = ''
 as $$
 declare
+  v_messages jsonb := coalesce(p_messages, '[]'::jsonb);
+  v_statuses jsonb := coalesce(p_statuses, '[]'::jsonb);
+  v_message_count int;
+  v_status_count int;
   v_event_id uuid;
   m jsonb;
   s jsonb;
-  v_channel record;
+  v_pnid text;
+  v_looked_up boolean := false;
+  v_looked_up_pnid text;
+  v_channel_id uuid;
+  v_workspace_id uuid;
   v_conversation_id uuid;
+  v_contact_id uuid;
+  v_conv_phone text;
+  v_conv_bsuid text;
   v_message_id uuid;
+  v_phone text;
+  v_bsuid text;
+  v_profile_name text;
+  v_wamid text;
   v_ts timestamptz;
   v_inbound boolean;
   v_new jsonb := '[]'::jsonb;
-  v_unroutable text[] := '{}';
-  v_routed text[] := '{}';
+  v_unroutable text[] := '{}'::text[];
+  v_routed int := 0;
   v_duplicates int := 0;
   v_stored int := 0;
   v_applied int := 0;
   v_orphaned int := 0;
-  v_pnids text[];
+  v_pnids text[] := '{}'::text[];
+  v_wamids text[] := '{}'::text[];
 begin
   if p_payload is null then
     raise exception 'p_payload is required' using errcode = '22004';
@@ -220,57 +231,75 @@ begin
     raise exception 'unknown provider %', p_provider using errcode = '22023',
       hint = 'use ''meta'' or ''360dialog''';
   end if;
-  if jsonb_typeof(coalesce(p_messages, '[]')) <> 'array'
-     or jsonb_typeof(coalesce(p_statuses, '[]')) <> 'array' then
+  if jsonb_typeof(v_messages) <> 'array' or jsonb_typeof(v_statuses) <> 'array' then
     raise exception 'p_messages and p_statuses must be JSON arrays' using errcode = '22023';
   end if;
+  v_message_count := jsonb_array_length(v_messages);
+  v_status_count := jsonb_array_length(v_statuses);
 
-  select array_agg(distinct x) into v_pnids
-  from (
-    select e ->> 'phone_number_id' as x from jsonb_array_elements(coalesce(p_messages, '[]')) e
-    union all
-    select e ->> 'phone_number_id' from jsonb_array_elements(coalesce(p_statuses, '[]')) e
-  ) ids where x is not null;
-
-  insert into public.whatsapp_webhook_events
-    (provider, phone_number_ids, event_type, wa_message_ids, payload, status)
-  values (
-    p_provider,
-    coalesce(v_pnids, '{}'),
-    case
-      when jsonb_array_length(coalesce(p_messages, '[]')) > 0
-       and jsonb_array_length(coalesce(p_statuses, '[]')) > 0 then 'mixed'
-      when jsonb_array_length(coalesce(p_messages, '[]')) > 0 then 'message'
-      when jsonb_array_length(coalesce(p_statuses, '[]')) > 0 then 'status'
-      else 'other' end,
-    array(
-      select e ->> 'wamid' from jsonb_array_elements(coalesce(p_messages, '[]')) e
-      union all
-      select e ->> 'wamid' from jsonb_array_elements(coalesce(p_statuses, '[]')) e),
-    p_payload,
-    'received')
-  returning id into v_event_id;
-
-  for m in select * from jsonb_array_elements(coalesce(p_messages, '[]')) loop
-    select ch.id, ch.workspace_id into v_channel
-    from public.whatsapp_channels ch
-    where ch.phone_number_id = m ->> 'phone_number_id' and ch.provider = p_provider;
-    if not found then
-      v_unroutable := array_append(v_unroutable, m ->> 'phone_number_id');
+  for i in 0 .. v_message_count - 1 loop
+    m := v_messages -> i;
+    v_pnid := m ->> 'phone_number_id';
+    v_wamid := m ->> 'wamid';
+    v_wamids := v_wamids || v_wamid;
+    if v_pnid is not null and not v_pnid = any(v_pnids) then
+      v_pnids := v_pnids || v_pnid;
+    end if;
+    if not v_looked_up or v_pnid is distinct from v_looked_up_pnid then
+      select ch.id, ch.workspace_id into v_channel_id, v_workspace_id
+      from public.whatsapp_channels ch
+      where ch.phone_number_id = v_pnid and ch.provider = p_provider;
+      if not found then
+        v_channel_id := null;
+        v_workspace_id := null;
+      end if;
+      v_looked_up := true;
+      v_looked_up_pnid := v_pnid;
+    end if;
+    if v_channel_id is null then
+      v_unroutable := v_unroutable || v_pnid;
       continue;
     end if;
-    v_routed := array_append(v_routed, m ->> 'phone_number_id');
+    v_routed := v_routed + 1;
     v_inbound := (m ->> 'direction') = 'inbound';
     v_ts := coalesce(to_timestamp((m ->> 'timestamp')::double precision), now());
-    v_conversation_id := private.upsert_conversation(
-      v_channel.workspace_id, v_channel.id, m ->> 'phone_number_id',
-      nullif(m ->> 'phone', ''), nullif(m ->> 'bsuid', ''), nullif(m ->> 'profile_name', ''));
+    v_phone := nullif(m ->> 'phone', '');
+    v_bsuid := nullif(m ->> 'bsuid', '');
+    v_profile_name := nullif(m ->> 'profile_name', '');
+    if v_phone is null and v_bsuid is null then
+      raise exception 'message has neither a phone (wa_id) nor a BSUID (user_id)'
+        using errcode = '22023';
+    end if;
+
+    -- The conversation with this identity (BSUID match first), created when there is none.
+    for attempt in 1..2 loop
+      v_conversation_id := private.find_conversation(v_workspace_id, v_bsuid, v_phone);
+      if v_conversation_id is not null then
+        select c.contact_id, c.phone, c.bsuid into v_contact_id, v_conv_phone, v_conv_bsuid
+          from public.conversations c where c.id = v_conversation_id;
+      end if;
+      exit when v_conversation_id is not null;
+      begin
+        insert into public.conversations
+          (workspace_id, channel_id, phone_number_id, phone, bsuid, profile_name)
+        values (v_workspace_id, v_channel_id, v_pnid, v_phone, v_bsuid, v_profile_name)
+        returning id, contact_id, phone, bsuid
+          into v_conversation_id, v_contact_id, v_conv_phone, v_conv_bsuid;
+      exception when unique_violation then
+        null;  -- a concurrent delivery created it: read the winner's row on the next pass
+      end;
+      exit when v_conversation_id is not null;
+    end loop;
+    if v_conversation_id is null then
+      raise exception 'could not create the conversation for % / %', v_phone, v_bsuid
+        using errcode = '40001';
+    end if;
 
     insert into public.messages
       (workspace_id, conversation_id, wamid, direction, type, content, status, timestamp,
        processed_by_agent, sent_by_agent, context_wamid)
     values (
-      v_channel.workspace_id, v_conversation_id, m ->> 'wamid',
+      v_workspace_id, v_conversation_id, v_wamid,
       case when v_inbound then 'inbound' else 'outbound' end,
       coalesce(m ->> 'type', 'unknown'), coalesce(m -> 'content', '{}'::jsonb),
       case when v_inbound then null else 'sent' end,
@@ -280,32 +309,63 @@ begin
 
     if v_message_id is null then
       v_duplicates := v_duplicates + 1;
+      -- A redelivery still fills identity fields the conversation lacks.
+      update public.conversations c
+         set phone = coalesce(c.phone, v_phone),
+             bsuid = coalesce(c.bsuid, v_bsuid),
+             profile_name = coalesce(v_profile_name, c.profile_name),
+             channel_id = coalesce(c.channel_id, v_channel_id)
+       where c.id = v_conversation_id
+         and (c.phone is null and v_phone is not null
+              or c.bsuid is null and v_bsuid is not null
+              or v_profile_name is not null and c.profile_name is distinct from v_profile_name
+              or c.channel_id is null and v_channel_id is not null);
       continue;
     end if;
     v_stored := v_stored + 1;
-    perform private.apply_orphan_statuses(m ->> 'wamid');
-    perform private.link_existing_contact(v_conversation_id);
+    if exists (select 1 from public.message_status_orphans o where o.wamid = v_wamid) then
+      perform private.apply_orphan_statuses(v_wamid);
+    end if;
 
+    if v_contact_id is null then
+      v_contact_id := private.find_contact(
+        v_workspace_id, coalesce(v_conv_bsuid, v_bsuid), coalesce(v_conv_phone, v_phone));
+    end if;
+
+    -- Identity fields it lacks, last-message fields, and the contact with the same WhatsApp
+    -- identity when the conversation has none yet, in one row update.
     update public.conversations c
-       set last_message_at = greatest(c.last_message_at, v_ts),
-           last_message_preview = case when c.last_message_at is null or v_ts >= c.last_message_at
-                                       then private.message_preview(m -> 'content')
-                                       else c.last_message_preview end,
+       set phone = coalesce(c.phone, v_phone),
+           bsuid = coalesce(c.bsuid, v_bsuid),
+           profile_name = coalesce(v_profile_name, c.profile_name),
+           channel_id = coalesce(c.channel_id, v_channel_id),
+           last_message_at = greatest(c.last_message_at, v_ts),
+           last_message_preview =
+             case when c.last_message_at is null or v_ts >= c.last_message_at
+                  then left(coalesce(nullif(m -> 'content' ->> 'body', ''), '[Mensaje]'), 100)
+                  else c.last_message_preview end,
            last_customer_message_at = case when v_inbound
                                            then greatest(c.last_customer_message_at, v_ts)
                                            else c.last_customer_message_at end,
            unread_count = c.unread_count + case when v_inbound then 1 else 0 end,
-           is_read = case when v_inbound then false else c.is_read end
+           is_read = case when v_inbound then false else c.is_read end,
+           contact_id = coalesce(c.contact_id, v_contact_id)
      where c.id = v_conversation_id;
 
     if v_inbound then
       v_new := v_new || jsonb_build_object(
-        'message_id', v_message_id, 'wamid', m ->> 'wamid', 'type', m ->> 'type',
-        'conversation_id', v_conversation_id, 'workspace_id', v_channel.workspace_id);
+        'message_id', v_message_id, 'wamid', v_wamid, 'type', m ->> 'type',
+        'conversation_id', v_conversation_id, 'workspace_id', v_workspace_id);
     end if;
   end loop;
 
-  for s in select * from jsonb_array_elements(coalesce(p_statuses, '[]')) loop
+  for i in 0 .. v_status_count - 1 loop
+    s := v_statuses -> i;
+    v_pnid := s ->> 'phone_number_id';
+    v_wamids := v_wamids || (s ->> 'wamid');
+    if v_pnid is not null and not v_pnid = any(v_pnids) then
+      v_pnids := v_pnids || v_pnid;
+    end if;
     v_ts := coalesce(to_timestamp((s ->> 'timestamp')::double precision), now());
     if private.apply_message_status(
          s ->> 'wamid', s ->> 'status', v_ts, s ->> 'error_code', s ->> 'error_title') then
@@ -318,24 +378,41 @@ begin
     end if;
   end loop;
 
-  update public.whatsapp_webhook_events e
-     set status = case when cardinality(v_unroutable) > 0 and cardinality(v_routed) = 0
-                       then 'unroutable' else 'processed' end,
-         processed_at = now(),
-         workspace_id = (select ch.workspace_id from public.whatsapp_channels ch
-                          where ch.phone_number_id = any(v_pnids) limit 1),
-         error_message = case when cardinality(v_unroutable) > 0
-                              then 'unknown phone_number_id: '
-                                   || array_to_string(array(select distinct unnest(v_unroutable)), ', ')
-                              end
-   where e.id = v_event_id;
+  if v_workspace_id is null and cardinality(v_pnids) > 0 then
+    select ch.workspace_id into v_workspace_id from public.whatsapp_channels ch
+     where ch.phone_number_id = any(v_pnids) limit 1;
+  end if;
+  if cardinality(v_unroutable) > 0 then
+    v_unroutable := array(select distinct unnest(v_unroutable));
+  end if;
+
+  insert into public.whatsapp_webhook_events
+    (provider, phone_number_ids, event_type, wa_message_ids, payload, status, processed_at,
+     workspace_id, error_message)
+  values (
+    p_provider,
+    v_pnids,
+    case
+      when v_message_count > 0 and v_status_count > 0 then 'mixed'
+      when v_message_count > 0 then 'message'
+      when v_status_count > 0 then 'status'
+      else 'other' end,
+    v_wamids,
+    p_payload,
+    case when cardinality(v_unroutable) > 0 and v_routed = 0 then 'unroutable' else 'processed' end,
+    now(),
+    v_workspace_id,
+    case when cardinality(v_unroutable) > 0
+         then 'unknown phone_number_id: ' || array_to_string(v_unroutable, ', ')
+         end)
+  returning id into v_event_id;
 
   return jsonb_build_object(
     'event_id', v_event_id,
     'new_inbound', v_new,
     'stored', v_stored,
     'duplicates', v_duplicates,
-    'unroutable', to_jsonb(array(select distinct unnest(v_unroutable))),
+    'unroutable', to_jsonb(v_unroutable),
     'statuses_applied', v_applied,
     'statuses_orphaned', v_orphaned);
 end;
@@ -345,15 +422,6 @@ comment on function public.ingest_whatsapp_webhook(text, jsonb, jsonb, jsonb) is
 
 revoke execute on function public.ingest_whatsapp_webhook(text, jsonb, jsonb, jsonb) from public, anon, authenticated;
 grant execute on function public.ingest_whatsapp_webhook(text, jsonb, jsonb, jsonb) to service_role;
-revoke execute on function private.message_status_rank(text) from public;
-revoke execute on function private.apply_message_status(text, text, timestamptz, text, text) from public;
-revoke execute on function private.apply_orphan_statuses(text) from public;
-revoke execute on function private.upsert_conversation(uuid, uuid, text, text, text, text) from public;
-revoke execute on function private.link_existing_contact(uuid) from public;
-revoke execute on function private.message_preview(jsonb) from public;
-grant execute on function private.message_status_rank(text), private.apply_message_status(text, text, timestamptz, text, text),
-  private.apply_orphan_statuses(text), private.upsert_conversation(uuid, uuid, text, text, text, text),
-  private.link_existing_contact(uuid), private.message_preview(jsonb) to service_role;
 
 -- Readiness probe of the API: proves PostgREST (or its stand-in) and the database answer.
 create or replace function public.bridge_ready()

@@ -196,6 +196,9 @@ comment on column public.agent_playbook_settings.max_replies_per_turn is
 comment on column public.agent_playbook_settings.llm_model is
   'Model for the LLM engine (claude-sales-v1); null = the bridge''s configured default.';
 
+create index agent_playbook_settings_workspace_id_idx
+  on public.agent_playbook_settings (workspace_id) where workspace_id is not null;
+
 create trigger agent_playbook_settings_set_updated_at
   before update on public.agent_playbook_settings
   for each row execute function private.set_updated_at();

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
+import pytest
 
 from bridge import migrations
 from bridge.cli import main
@@ -72,3 +75,106 @@ async def test_cli_applies_schema(
     finally:
         await conn.close()
     assert count == len(migrations.list_migrations())
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    """A supabase/ directory of its own: the project's bootstrap and the given migrations."""
+    supabase_dir = root / "supabase"
+    (supabase_dir / "migrations").mkdir(parents=True)
+    shutil.copy(migrations.SUPABASE_DIR / "bootstrap.sql", supabase_dir / "bootstrap.sql")
+    for name, sql in files.items():
+        (supabase_dir / "migrations" / name).write_text(sql)
+    return supabase_dir
+
+
+async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(query)
+    finally:
+        await conn.close()
+
+
+async def test_a_database_built_from_other_migration_files_is_refused_not_migrated(
+    empty_database_factory: Callable[[], Awaitable[str]], tmp_path: Path
+) -> None:
+    url = await empty_database_factory()
+    supabase_dir = _tree(
+        tmp_path,
+        {
+            "20260101000100_create_notes.sql": "create table public.notes (id int primary key);\n",
+            "20260101000200_speed_up_notes.sql": "create index on public.notes (id);\n",
+        },
+    )
+    await migrations.apply(url, supabase_dir=supabase_dir)
+
+    # The tree is then edited in place: the first file changed, the second folded into it, and
+    # a new migration added.
+    (supabase_dir / "migrations" / "20260101000100_create_notes.sql").write_text(
+        "create table public.notes (id int primary key, body text);\n"
+    )
+    (supabase_dir / "migrations" / "20260101000200_speed_up_notes.sql").unlink()
+    (supabase_dir / "migrations" / "20260101000300_create_tags.sql").write_text(
+        "create table public.tags (id int primary key);\n"
+    )
+    with pytest.raises(migrations.MigrationHistoryMismatch) as raised:
+        await migrations.apply(url, supabase_dir=supabase_dir)
+
+    assert raised.value.problems == [
+        "20260101000100_create_notes: applied with other statements than"
+        " 20260101000100_create_notes.sql",
+        "20260101000200_speed_up_notes: applied, but no migration file has version 20260101000200",
+    ]
+    message = str(raised.value)
+    assert "supabase db reset" in message
+    assert "bridge db apply --database-url URL --seed" in message
+    tables = await _fetch(
+        url,
+        "select to_regclass('public.tags') is null as no_tags, count(*) as n"
+        " from supabase_migrations.schema_migrations",
+    )
+    assert (tables[0]["no_tags"], tables[0]["n"]) == (True, 2)
+
+    # Rebuilt from scratch, the same tree applies.
+    fresh = await empty_database_factory()
+    report = await migrations.apply(fresh, supabase_dir=supabase_dir)
+    assert report.applied == ["20260101000100", "20260101000300"]
+
+
+async def test_statements_recorded_the_way_the_supabase_cli_splits_them_match_their_file(
+    empty_database_factory: Callable[[], Awaitable[str]], tmp_path: Path
+) -> None:
+    url = await empty_database_factory()
+    sql = (
+        "-- Notes.\ncreate table public.notes (id int primary key);\n\n"
+        "comment on table public.notes is 'Notes; one per row.';\n"
+    )
+    supabase_dir = _tree(tmp_path, {"20260101000100_create_notes.sql": sql})
+    await migrations.apply(url, supabase_dir=supabase_dir)
+
+    async def record(statements: list[str]) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "update supabase_migrations.schema_migrations set statements = $1", statements
+            )
+        finally:
+            await conn.close()
+
+    # `supabase db push` records each statement trimmed, without its semicolon.
+    await record(
+        [
+            "-- Notes.\ncreate table public.notes (id int primary key)",
+            "comment on table public.notes is 'Notes; one per row.'",
+        ]
+    )
+    assert (await migrations.apply(url, supabase_dir=supabase_dir)).applied == []
+
+    await record(
+        [
+            "-- Notes.\ncreate table public.notes (id int primary key)",
+            "comment on table public.notes is 'Notes.'",
+        ]
+    )
+    with pytest.raises(migrations.MigrationHistoryMismatch):
+        await migrations.apply(url, supabase_dir=supabase_dir)

@@ -390,3 +390,41 @@ async def test_every_updated_at_column_is_maintained_by_a_trigger(
         "   and t.tgfoid = 'private.set_updated_at()'::regprocedure)"
     )
     assert [r["name"] for r in rows] == []
+
+
+# A foreign key is covered by an index whose leading columns are columns of the key that pick
+# one referenced row (the whole key, or a part unique in the referenced table: contact_id of
+# (contact_id, workspace_id)). A partial index counts when it only leaves out nulls.
+_UNINDEXED_FOREIGN_KEYS = """
+select fk.conrelid::regclass::text || ' ' || fk.conname as foreign_key
+  from pg_catalog.pg_constraint fk
+  join pg_catalog.pg_class t on t.oid = fk.conrelid
+  join pg_catalog.pg_namespace n on n.oid = t.relnamespace
+ where fk.contype = 'f' and n.nspname in ('public', 'private')
+   and not exists (
+     select 1
+       from pg_catalog.pg_index i
+       cross join lateral generate_series(1, i.indnkeyatts) k
+      where i.indrelid = fk.conrelid and i.indisvalid
+        and (i.indpred is null or pg_catalog.pg_get_expr(i.indpred, i.indrelid) in (
+              select format('(%I IS NOT NULL)', a.attname) from pg_catalog.pg_attribute a
+               where a.attrelid = fk.conrelid and a.attnum = any(fk.conkey)))
+        and (i.indkey::int2[])[0:k - 1] <@ fk.conkey
+        and exists (
+          select 1 from pg_catalog.pg_index u
+           where u.indrelid = fk.confrelid and u.indisunique and u.indpred is null
+             and (u.indkey::int2[])[0:u.indnkeyatts - 1] <@ array(
+               select fk.confkey[p] from generate_subscripts(fk.conkey, 1) p
+                where fk.conkey[p] = any((i.indkey::int2[])[0:k - 1]))))
+ order by 1
+"""
+
+
+async def test_every_foreign_key_has_an_index(conn: asyncpg.Connection) -> None:
+    # Deleting or re-keying a referenced row looks up its referencing rows by the key: without
+    # an index, a scan of the whole referencing table.
+    assert await conn.fetchval(
+        "select count(*) from pg_constraint c join pg_namespace n on n.oid = c.connamespace"
+        " where c.contype = 'f' and n.nspname in ('public', 'private')"
+    )
+    assert [r["foreign_key"] for r in await conn.fetch(_UNINDEXED_FOREIGN_KEYS)] == []

@@ -1,0 +1,371 @@
+-- =============================================================================================
+-- The agent turn's reads and writes as a handful of functions, so a turn costs a few round trips
+-- instead of dozens. Each write checks the turn's fencing epoch in the same statement. Worker
+-- only (service_role); none of these is exposed through the API.
+-- They are plpgsql, the one-statement ones too: plpgsql keeps each statement's plan for the
+-- connection, while a `language sql` function with a SET clause (here search_path) is never
+-- inlined and is planned again on every call.
+-- =============================================================================================
+
+-- The agent answers a conversation when the workspace switch is on AND the conversation's
+-- override is not false (null inherits; a per-conversation true never beats a global off).
+-- turn_snapshot applies the same rule in its own statement.
+create or replace function private.is_agent_enabled(p_conversation_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return coalesce((
+    select cfg.agent_enabled and coalesce(c.agent_conversational, true)
+      from public.conversations c
+      join public.workspace_agent_config cfg on cfg.workspace_id = c.workspace_id
+     where c.id = p_conversation_id), false);
+end;
+$$;
+
+-- The advisory-lock key of a conversation: its uuid's first 8 bytes as a signed bigint (the
+-- worker computes the same number).
+create or replace function private.conversation_lock_key(p_conversation_id uuid)
+returns bigint
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return ('x' || left(replace(p_conversation_id::text, '-', ''), 16))::bit(64)::bigint;
+end;
+$$;
+
+-- Whether a turn has anything to do: unprocessed inbound messages, or outbox rows a worker
+-- left pending or in flight.
+create or replace function private.conversation_has_work(p_conversation_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return exists (select 1 from public.messages m
+                  where m.conversation_id = p_conversation_id and m.direction = 'inbound'
+                    and not m.processed_by_agent)
+      or exists (select 1 from public.messages m
+                  where m.conversation_id = p_conversation_id and m.direction = 'outbound'
+                    and m.status in ('pending', 'sending'));
+end;
+$$;
+
+-- Try the conversation's session-level advisory lock, when it has work; on success claim a new
+-- fencing epoch. Null when there is nothing to do or another session holds the lock (its
+-- holder re-checks for new messages after unlocking, so nothing waits on this caller).
+create or replace function private.lock_conversation(p_conversation_id uuid, p_holder text)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not private.conversation_has_work(p_conversation_id) then
+    return null;
+  end if;
+  if not pg_catalog.pg_try_advisory_lock(private.conversation_lock_key(p_conversation_id)) then
+    return null;
+  end if;
+  return private.claim_turn_fence(p_conversation_id, p_holder);
+end;
+$$;
+
+-- Release the lock, then say whether inbound messages are waiting: one stored while the lock
+-- was held found it busy and its job left it to us. The check is a statement of its own, after
+-- the unlock, so it sees every message committed before the lock was free.
+create or replace function private.unlock_conversation(p_conversation_id uuid)
+returns boolean
+language plpgsql
+volatile
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_advisory_unlock(private.conversation_lock_key(p_conversation_id));
+  return exists (select 1 from public.messages m
+                  where m.conversation_id = p_conversation_id and m.direction = 'inbound'
+                    and not m.processed_by_agent);
+end;
+$$;
+
+-- Everything a turn reads before deciding, in one statement: the conversation with its channel,
+-- credentials, contact and agent config, whether the agent is on, the unprocessed inbound
+-- messages (oldest first), how many outbox rows are pending or in flight, and the age of the
+-- newest unprocessed message (for the reply window).
+create or replace function private.turn_snapshot(p_conversation_id uuid)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return (
+    select jsonb_build_object(
+      'conversation_id', c.id, 'workspace_id', c.workspace_id, 'phone', c.phone,
+      'bsuid', c.bsuid, 'profile_name', c.profile_name, 'phone_number_id', c.phone_number_id,
+      'provider', coalesce(ch.provider, 'meta'), 'api_base_url', ch.api_base_url,
+      'access_token', cr.access_token, 'api_key', cr.api_key,
+      'contact', case when ct.id is null then null
+                      else jsonb_build_object('id', ct.id, 'name', ct.name, 'phone', ct.phone) end,
+      'config', coalesce(to_jsonb(cfg), '{}'::jsonb),
+      'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true), false),
+      'messages', coalesce(inbound.messages, '[]'::jsonb),
+      'newest_age_ms', extract(epoch from now() - inbound.newest) * 1000,
+      'outbox_pending', outbox.pending,
+      'outbox_sending', outbox.sending)
+    from public.conversations c
+    left join public.whatsapp_channels ch on ch.phone_number_id = c.phone_number_id
+    left join private.whatsapp_channel_credentials cr on cr.channel_id = ch.id
+    left join public.contacts ct on ct.id = c.contact_id
+    left join public.workspace_agent_config cfg on cfg.workspace_id = c.workspace_id
+    cross join lateral (
+      select jsonb_agg(jsonb_build_object(
+               'id', m.id, 'wamid', m.wamid, 'type', m.type, 'content', m.content,
+               'timestamp', m.timestamp) order by m.timestamp, m.created_at, m.id) as messages,
+             max(m.created_at) as newest
+        from public.messages m
+       where m.conversation_id = c.id and m.direction = 'inbound'
+         and not m.processed_by_agent) inbound
+    cross join lateral (
+      select count(*) filter (where m.status = 'pending') as pending,
+             count(*) filter (where m.status = 'sending') as sending
+        from public.messages m
+       where m.conversation_id = c.id and m.direction = 'outbound'
+         and m.status in ('pending', 'sending')) outbox
+    where c.id = p_conversation_id);
+end;
+$$;
+
+-- The contact (linked, found by WhatsApp identity, or created: profile name, else the phone;
+-- a concurrent creator wins the unique key and its row is used) and the active session of
+-- (conversation, agent), created fresh after a handoff or close.
+create or replace function private.prepare_turn(
+  p_conversation_id uuid, p_epoch bigint, p_agent_id text
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_conv record;
+  v_contact record;
+  v_contact_id uuid;
+  v_session record;
+  v_new_session boolean := false;
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  select * into v_conv from public.conversations where id = p_conversation_id;
+  select id, name, phone into v_contact from public.contacts where id = v_conv.contact_id;
+  if v_contact.id is null then
+    -- Looked up first: as a filter, a function call may run for every row of a scan.
+    v_contact_id := private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+    select id, name, phone into v_contact from public.contacts where id = v_contact_id;
+  end if;
+  if v_contact.id is null then
+    begin
+      insert into public.contacts (workspace_id, name, phone, bsuid)
+      values (v_conv.workspace_id,
+              coalesce(v_conv.profile_name, v_conv.phone, v_conv.bsuid, 'WhatsApp'),
+              v_conv.phone, v_conv.bsuid)
+      returning id, name, phone into v_contact;
+    exception when unique_violation then
+      v_contact_id := private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
+      select id, name, phone into v_contact from public.contacts where id = v_contact_id;
+    end;
+  end if;
+  if v_conv.contact_id is distinct from v_contact.id then
+    update public.conversations set contact_id = v_contact.id where id = p_conversation_id;
+  end if;
+
+  select id, current_mode, state, version into v_session
+    from public.agent_sessions
+   where conversation_id = p_conversation_id and agent_id = p_agent_id and status = 'active';
+  if v_session.id is null then
+    insert into public.agent_sessions (workspace_id, agent_id, conversation_id, contact_id)
+    values (v_conv.workspace_id, p_agent_id, p_conversation_id, v_contact.id)
+    returning id, current_mode, state, version into v_session;
+    v_new_session := true;
+  end if;
+  return jsonb_build_object(
+    'contact', jsonb_build_object('id', v_contact.id, 'name', v_contact.name,
+                                  'phone', v_contact.phone),
+    'session', jsonb_build_object('id', v_session.id, 'mode', v_session.current_mode,
+                                  'state', v_session.state, 'version', v_session.version,
+                                  'is_new', v_new_session));
+end;
+$$;
+
+-- The verdict on a taken conversation: what the turn must do next, decided here so the worker
+-- only branches on it. In order: `gone` (no such conversation), `resume` (outbox rows a turn
+-- left pending or in flight come first), `idle` (nothing to answer), `off` (the agent is off for
+-- it), `wait` (the reply window is still open: `wait_ms`), `handoff` (the caller hands the
+-- messages to a human), else `run`, with the contact and session prepared. Fenced: only the
+-- turn's holder asks.
+create or replace function private.turn_verdict(
+  p_conversation_id uuid, p_epoch bigint, p_handing_off boolean
+) returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_snapshot jsonb;
+  v_agent_id text;
+  v_wait_ms numeric;
+  v_verdict text;
+  v_prepared jsonb;
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  v_snapshot := private.turn_snapshot(p_conversation_id);
+  if v_snapshot is null then
+    return jsonb_build_object('verdict', 'gone', 'snapshot', null);
+  end if;
+  v_agent_id := v_snapshot #>> '{config,conversational_agent_id}';
+  v_wait_ms := coalesce((v_snapshot #>> '{config,reply_window_ms}')::numeric, 0)
+               - coalesce((v_snapshot ->> 'newest_age_ms')::numeric, 0);
+  v_verdict := case
+    when (v_snapshot ->> 'outbox_pending')::int + (v_snapshot ->> 'outbox_sending')::int > 0
+      then 'resume'
+    when jsonb_array_length(v_snapshot -> 'messages') = 0 then 'idle'
+    when not (v_snapshot ->> 'enabled')::boolean then 'off'
+    when v_wait_ms > 0 then 'wait'
+    when p_handing_off then 'handoff'
+    else 'run'
+  end;
+  if v_verdict = 'run' then
+    v_prepared := private.prepare_turn(p_conversation_id, p_epoch, v_agent_id);
+  end if;
+  return jsonb_build_object(
+    'verdict', v_verdict, 'snapshot', v_snapshot, 'agent_id', v_agent_id,
+    'wait_ms', greatest(v_wait_ms, 0), 'prepared', v_prepared);
+end;
+$$;
+
+-- A turn's first round trip: the lock (when there is work), a new fencing epoch and the verdict.
+-- Null when there is nothing to do or another session holds the lock, as lock_conversation.
+-- Each statement of this volatile function takes a new snapshot, so the verdict sees every
+-- message committed before the lock was taken.
+create or replace function private.begin_turn(
+  p_conversation_id uuid, p_holder text, p_handing_off boolean
+) returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_epoch bigint;
+begin
+  v_epoch := private.lock_conversation(p_conversation_id, p_holder);
+  if v_epoch is null then
+    return null;
+  end if;
+  return private.turn_verdict(p_conversation_id, v_epoch, p_handing_off)
+         || jsonb_build_object('epoch', v_epoch);
+end;
+$$;
+
+-- The one place inbound messages are marked handled by the agent: by a turn's decision (with the
+-- turn that answered them), by a handoff, or because the agent is off.
+create or replace function private.mark_processed(
+  p_conversation_id uuid, p_message_ids uuid[], p_turn_id uuid
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update public.messages
+     set processed_by_agent = true, agent_turn_id = coalesce(p_turn_id, agent_turn_id)
+   where conversation_id = p_conversation_id and id = any(p_message_ids);
+end;
+$$;
+
+-- The agent is off for the conversation: its messages are handled, nothing else happens.
+create or replace function private.skip_turn(
+  p_conversation_id uuid, p_epoch bigint, p_message_ids uuid[]
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  perform private.mark_processed(p_conversation_id, p_message_ids, null);
+end;
+$$;
+
+-- The decision, atomically: the session's new mode and state (optimistic version check), the
+-- user and assistant turns, the replies as pending outbox rows (sent_by_agent), and the inbound
+-- messages marked processed. Returns the outbox rows' ids in order.
+create or replace function private.commit_turn(
+  p_conversation_id uuid, p_epoch bigint, p_session_id uuid, p_version int, p_mode text,
+  p_state jsonb, p_user_text text, p_intent text, p_confidence numeric, p_tokens int,
+  p_tools jsonb, p_replies jsonb, p_message_ids uuid[]
+) returns uuid[]
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_next int;
+  v_turn uuid;
+  v_ids uuid[];
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  update public.agent_sessions
+     set current_mode = p_mode, state = p_state, version = version + 1, last_activity_at = now()
+   where id = p_session_id and version = p_version and status = 'active';
+  if not found then
+    raise exception 'session % changed under the turn', p_session_id using errcode = 'WBS01';
+  end if;
+  select coalesce(max(turn_number), 0) + 1 into v_next
+    from public.agent_turns where session_id = p_session_id;
+  insert into public.agent_turns
+    (session_id, turn_number, role, content, intent_detected, confidence, tokens_used)
+  values (p_session_id, v_next, 'user', p_user_text, p_intent, p_confidence, 0);
+  insert into public.agent_turns
+    (session_id, turn_number, role, content, intent_detected, confidence, tokens_used,
+     tools_called)
+  values (p_session_id, v_next + 1, 'assistant',
+          coalesce((select string_agg(r ->> 'text', e'\n' order by o)
+                      from jsonb_array_elements(p_replies) with ordinality as x(r, o)), ''),
+          p_intent, p_confidence, p_tokens, coalesce(p_tools, '[]'::jsonb))
+  returning id into v_turn;
+  with inserted as (
+    insert into public.messages
+      (workspace_id, conversation_id, direction, type, content, status, sent_by_agent,
+       agent_turn_id, outbox_kind, outbox_position, delay_ms, template_name)
+    select c.workspace_id, c.id, 'outbound', 'text', jsonb_build_object('body', r ->> 'text'),
+           'pending', true, v_turn, 'reply', (o - 1)::int, coalesce((r ->> 'delay_ms')::int, 0),
+           r ->> 'template_id'
+      from public.conversations c,
+           jsonb_array_elements(p_replies) with ordinality as x(r, o)
+     where c.id = p_conversation_id
+    returning id, outbox_position)
+  select coalesce(array_agg(id order by outbox_position), '{}') into v_ids from inserted;
+  perform private.mark_processed(p_conversation_id, p_message_ids, v_turn);
+  return v_ids;
+end;
+$$;
+
+revoke execute on function private.is_agent_enabled(uuid) from public;
+revoke execute on function private.conversation_lock_key(uuid) from public;
+revoke execute on function private.conversation_has_work(uuid) from public;
+revoke execute on function private.lock_conversation(uuid, text) from public;
+revoke execute on function private.unlock_conversation(uuid) from public;
+revoke execute on function private.turn_snapshot(uuid) from public;
+revoke execute on function private.prepare_turn(uuid, bigint, text) from public;
+revoke execute on function private.begin_turn(uuid, text, boolean) from public;
+revoke execute on function private.turn_verdict(uuid, bigint, boolean) from public;
+revoke execute on function private.mark_processed(uuid, uuid[], uuid) from public;
+revoke execute on function private.skip_turn(uuid, bigint, uuid[]) from public;
+revoke execute on function private.commit_turn(uuid, bigint, uuid, int, text, jsonb, text, text,
+  numeric, int, jsonb, jsonb, uuid[]) from public;
+grant execute on function private.is_agent_enabled(uuid), private.conversation_lock_key(uuid),
+  private.conversation_has_work(uuid), private.lock_conversation(uuid, text),
+  private.unlock_conversation(uuid), private.turn_snapshot(uuid),
+  private.prepare_turn(uuid, bigint, text), private.begin_turn(uuid, text, boolean),
+  private.turn_verdict(uuid, bigint, boolean), private.mark_processed(uuid, uuid[], uuid),
+  private.skip_turn(uuid, bigint, uuid[]),
+  private.commit_turn(uuid, bigint, uuid, int, text, jsonb, text, text, numeric, int, jsonb, jsonb, uuid[])
+  to service_role;

@@ -1,0 +1,132 @@
+-- =============================================================================================
+-- Sending the outbox, one row at a time. The claim is fenced (only the turn's holder sends);
+-- the outcome is a fact about WhatsApp and is recorded whoever holds the turn now. Worker only
+-- (service_role).
+-- =============================================================================================
+
+-- The conversation's pending outbox rows in sending order.
+create or replace function private.pending_outbox(p_conversation_id uuid)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return coalesce((
+    select jsonb_agg(jsonb_build_object(
+             'id', m.id, 'kind', coalesce(m.outbox_kind, 'reply'),
+             'body', coalesce(m.content ->> 'body', ''), 'delay_ms', coalesce(m.delay_ms, 0))
+           order by m.created_at, m.outbox_position, m.id)
+      from public.messages m
+     where m.conversation_id = p_conversation_id and m.direction = 'outbound'
+       and m.status = 'pending'), '[]'::jsonb);
+end;
+$$;
+
+-- Rows a worker left `sending` when it died mid-call: their outcome is unknown, and they are
+-- never re-sent. Returns how many.
+create or replace function private.recover_outbox(p_conversation_id uuid, p_epoch bigint)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count int;
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  update public.messages
+     set status = 'unknown', skip_reason = 'worker stopped during the send call'
+   where conversation_id = p_conversation_id and direction = 'outbound' and status = 'sending';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+-- Pending rows that must not go out any more (the 24-hour window closed). Returns how many.
+create or replace function private.skip_outbox(
+  p_conversation_id uuid, p_epoch bigint, p_message_ids uuid[], p_reason text
+) returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count int;
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  update public.messages set status = 'skipped', skip_reason = p_reason
+   where conversation_id = p_conversation_id and id = any(p_message_ids) and status = 'pending';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+-- Just before sending one outbox row: still this worker's turn, and (for a reply) the agent
+-- still on and no newer inbound message? If so the row moves to `sending`; otherwise this and
+-- the turn's later replies are skipped. Returns {claimed, reason, skipped}.
+create or replace function private.claim_outbox_message(
+  p_conversation_id uuid, p_epoch bigint, p_message_id uuid
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_kind text;
+  v_reason text;
+  v_skipped int;
+begin
+  perform private.assert_turn_fence(p_conversation_id, p_epoch);
+  select coalesce(outbox_kind, 'reply') into v_kind from public.messages
+   where id = p_message_id and status = 'pending';
+  if not found then
+    return jsonb_build_object('claimed', false, 'reason', 'gone', 'skipped', 0);
+  end if;
+  if v_kind = 'reply' then
+    if not private.is_agent_enabled(p_conversation_id) then
+      v_reason := 'agent disabled';
+    elsif exists (select 1 from public.messages
+                   where conversation_id = p_conversation_id and direction = 'inbound'
+                     and not processed_by_agent) then
+      v_reason := 'newer inbound message';
+    end if;
+  end if;
+  if v_reason is not null then
+    update public.messages set status = 'skipped', skip_reason = v_reason
+     where conversation_id = p_conversation_id and direction = 'outbound' and status = 'pending'
+       and coalesce(outbox_kind, 'reply') = 'reply';
+    get diagnostics v_skipped = row_count;
+    return jsonb_build_object('claimed', false, 'reason', v_reason, 'skipped', v_skipped);
+  end if;
+  update public.messages set status = 'sending', send_attempts = send_attempts + 1
+   where id = p_message_id;
+  return jsonb_build_object('claimed', true, 'reason', null, 'skipped', 0);
+end;
+$$;
+
+-- The outcome of one send. A wamid learnt here may already have statuses waiting as orphans.
+create or replace function private.record_outbox_send(
+  p_message_id uuid, p_status text, p_wamid text, p_error_code text, p_reason text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update public.messages
+     set status = p_status, wamid = coalesce(p_wamid, wamid), error_code = p_error_code,
+         error_message = p_reason, status_timestamp = now(),
+         timestamp = case when p_status = 'sent' then now() else timestamp end
+   where id = p_message_id;
+  if p_wamid is not null then
+    perform private.apply_orphan_statuses(p_wamid);
+  end if;
+end;
+$$;
+
+revoke execute on function private.pending_outbox(uuid) from public;
+revoke execute on function private.recover_outbox(uuid, bigint) from public;
+revoke execute on function private.skip_outbox(uuid, bigint, uuid[], text) from public;
+revoke execute on function private.claim_outbox_message(uuid, bigint, uuid) from public;
+revoke execute on function private.record_outbox_send(uuid, text, text, text, text) from public;
+grant execute on function private.pending_outbox(uuid), private.recover_outbox(uuid, bigint),
+  private.skip_outbox(uuid, bigint, uuid[], text),
+  private.claim_outbox_message(uuid, bigint, uuid),
+  private.record_outbox_send(uuid, text, text, text, text) to service_role;
