@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bench.workspaces import create_workspace
+from devstack.workspaces import create_workspace
 
 HISTORY_SQL = """
 with customers as (

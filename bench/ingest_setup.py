@@ -10,8 +10,8 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bench.workspaces import create_workspace
 from bridge.queue import inbound_job_id
+from devstack.workspaces import create_workspace
 
 
 @dataclass(frozen=True)

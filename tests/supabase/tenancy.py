@@ -1,7 +1,8 @@
 """Builders for test tenants: users, workspaces, teams and one row in every tenant table.
 
 Everything is written by the superuser connection and committed, with random ids, so tests
-never collide with each other or with the demo seed.
+never collide with each other or with the demo seed. Users, workspaces, their channel, members
+and team come from devstack.workspaces, as every other test's and benchmark's do.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from devstack import workspaces
 
 ROLES = ("owner", "admin", "agent")
 
@@ -32,26 +35,13 @@ def random_suffix() -> str:
 
 
 async def create_user(conn: asyncpg.Connection) -> UUID:
-    user_id = uuid.uuid4()
-    await conn.execute(
-        "insert into auth.users (id, aud, role, email) values ($1, 'authenticated',"
-        " 'authenticated', $2)",
-        user_id,
-        f"{user_id.hex}@example.test",
-    )
-    return user_id
+    return await workspaces.create_user(conn)
 
 
 async def create_workspace(conn: asyncpg.Connection, owner_id: UUID) -> UUID:
-    """A workspace owned by `owner_id` (the insert trigger makes them its owner member)."""
-    suffix = random_suffix()
-    workspace_id: UUID = await conn.fetchval(
-        "insert into public.workspaces (name, slug, owner_id) values ($1, $2, $3) returning id",
-        f"Workspace {suffix}",
-        f"ws-{suffix}",
-        owner_id,
-    )
-    return workspace_id
+    """A workspace owned by `owner_id` (the insert trigger makes them its owner member), with no
+    channel."""
+    return await workspaces.add_workspace(conn, f"Workspace {random_suffix()}", owner_id)
 
 
 async def add_member(
@@ -140,27 +130,35 @@ class Tenant:
 
 
 async def create_tenant(conn: asyncpg.Connection) -> Tenant:
-    owner = await create_user(conn)
-    workspace_id = await create_workspace(conn, owner)
-    admin = await create_member(conn, workspace_id, "admin")
-    agent = await create_member(conn, workspace_id, "agent")
-    member = await create_member(conn, workspace_id, "agent")
+    suffix = random_suffix()
+    workspace = await workspaces.create_workspace(
+        conn,
+        f"Workspace {suffix}",
+        credentials=workspaces.Credentials(
+            access_token="token-secret", api_key="key-secret", webhook_secret="hook-secret"
+        ),
+        agent={"agent_enabled": True},
+        members=[
+            workspaces.Member("admin"),
+            workspaces.Member("agent", online=False),
+            workspaces.Member("agent", online=True),
+        ],
+        team=f"Team {suffix}",
+    )
+    workspace_id, owner, channel_id = workspace.id, workspace.owner_id, workspace.channel_id
+    admin, agent, member = workspace.members
+    team_id = workspace.team_id
+    assert team_id is not None
     outsider = await create_user(conn)
     membership_id: UUID = await conn.fetchval(
         "select id from public.workspace_members where workspace_id = $1 and user_id = $2",
         workspace_id,
         member,
     )
-    channel_id: UUID = await conn.fetchval(
-        "insert into public.whatsapp_channels (workspace_id, phone_number_id) values ($1, $2)"
-        " returning id",
-        workspace_id,
-        "pnid-" + random_suffix(),
-    )
-    await conn.execute(
-        "insert into private.whatsapp_channel_credentials (channel_id, access_token, api_key,"
-        " webhook_secret) values ($1, 'token-secret', 'key-secret', 'hook-secret')",
-        channel_id,
+    team_member_id: UUID = await conn.fetchval(
+        "select id from public.team_members where team_id = $1 and user_id = $2",
+        team_id,
+        member,
     )
     contact_id: UUID = await conn.fetchval(
         "insert into public.contacts (workspace_id, name, phone) values ($1, 'Ana', $2)"
@@ -184,9 +182,6 @@ async def create_tenant(conn: asyncpg.Connection) -> Tenant:
         "wamid." + random_suffix(),
         json.dumps({"body": "hola"}),
     )
-    team_id = await create_team(conn, workspace_id)
-    team_member_id = await add_team_member(conn, team_id, member, online=True)
-    await add_team_member(conn, team_id, agent, online=False)
     task_id: UUID = await conn.fetchval(
         "insert into public.tasks (workspace_id, title, conversation_id, contact_id, assigned_to,"
         " type, priority) values ($1, 'Handoff', $2, $3, $4, 'handoff', 'high') returning id",
@@ -194,10 +189,6 @@ async def create_tenant(conn: asyncpg.Connection) -> Tenant:
         conversation_id,
         contact_id,
         member,
-    )
-    await conn.execute(
-        "insert into public.workspace_agent_config (workspace_id, agent_enabled) values ($1, true)",
-        workspace_id,
     )
     session_id: UUID = await conn.fetchval(
         "insert into public.agent_sessions (workspace_id, agent_id, conversation_id, contact_id)"
