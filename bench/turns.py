@@ -36,9 +36,9 @@ from realtime.types import BroadcastPayload
 
 from bench import cpu
 from bench.harness import bench_database, devstack, percentile
-from bench.workspaces import create_workspace
-from bridge.queue import Enqueuer, InboundJob, redis_settings
+from bridge.queue import Enqueuer, TurnJob, redis_settings
 from bridge.settings import LOCAL_SERVICE_ROLE_KEY
+from devstack.workspaces import Credentials, create_workspace
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 # Whose CPU is reported per turn (the realtime subscriber runs in this process: "load").
@@ -46,18 +46,16 @@ CPU_ROLES = ("worker", "stand-in", "postgres", "redis", "load")
 
 
 async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
-    async with db.acquire() as conn, conn.transaction():
-        ws = await create_workspace(conn, "Bench")
-        await conn.execute(
-            "insert into private.whatsapp_channel_credentials (channel_id,"
-            " access_token) values ($1, 'bench-token')",
-            ws.channel_id,
-        )
-        await conn.execute(
-            "insert into public.workspace_agent_config (workspace_id, agent_enabled,"
-            " conversational_agent_id, response_speed) values ($1, true,"
-            " 'diagnostic-v1', 0)",
-            ws.id,
+    async with db.acquire() as conn:
+        ws = await create_workspace(
+            conn,
+            "Bench",
+            credentials=Credentials(access_token="bench-token"),
+            agent={
+                "agent_enabled": True,
+                "conversational_agent_id": "diagnostic-v1",
+                "response_speed": 0,
+            },
         )
     return ws.id, ws.phone_number_id
 
@@ -126,8 +124,8 @@ async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         # Rung as the webhook rings them: one job per message, one batch per webhook call.
         enqueuer = Enqueuer(REDIS_URL, queue)
         for batch in batches:
-            await enqueuer.enqueue_inbound(
-                [InboundJob(m["conversation_id"], m["message_id"], None) for m in batch]
+            await enqueuer.enqueue(
+                [TurnJob.for_message(m["conversation_id"], m["message_id"], None) for m in batch]
             )
         await enqueuer.close()
         env = {

@@ -1,12 +1,11 @@
 """Garbage-collector settings for the long-running processes (API, worker).
 
 With CPython's defaults (a young collection every 700 net container allocations), a webhook POST
-set off about one young collection, and every few seconds a full collection walked every object
-the process had made at start-up (FastAPI, pydantic, supabase-py: hundreds of thousands of
-objects) for 60 ms, stalling every request in flight. Measured under `bench ingest`: 0.12 ms of
-collector time per POST, about 15 % of the API's CPU. Freezing what start-up made moves it out of
-every later collection, and a higher young threshold lets reference counting free the short-lived
-objects of a request before a collection would walk them: 0.015 ms per POST.
+set off about one young collection, and every so often a full collection walked every object the
+process had made at start-up (FastAPI, pydantic, supabase-py), stalling every request in flight.
+Freezing what start-up made moves it out of every later collection, and a higher young threshold
+lets reference counting free the short-lived objects of a request before a collection would walk
+them. What the collector cost before and after: docs/performance.md (webhook intake).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ broadcasts and WhatsApp sends) use `pooled_session`, plain aiohttp.
 
 httpcore, httpx's own transport, re-examines every pooled connection (a readability syscall each)
 whenever a request starts or ends, so its cost grows with the requests in flight. And httpx's
-client machinery (request model, auth and redirect flows, cookie extraction through urllib) costs
-as much again as the request itself. `bench devstack` measures supabase-py's client CPU per RPC:
-1.1 to 1.5 ms with httpcore, 0.5 ms with httpx over aiohttp, 0.35 ms with `pooled_client`.
+client machinery (request model, auth and redirect flows, cookie extraction through urllib) adds
+a cost of its own to every request. `bench devstack` measures supabase-py's client CPU per RPC
+with each client; the figures are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ class AiohttpClient(httpx.AsyncClient):
         )
 
     def _parsed(self, url: str) -> httpx.URL:
-        # httpx parses a URL string on every request (a tenth of the RPC's client CPU); the
-        # response's request (postgrest-py reads its headers) can share one parsed URL.
+        # httpx parses a URL string on every request, a visible share of the RPC's client CPU;
+        # the response's request (postgrest-py reads its headers) can share one parsed URL.
         parsed = self._parsed_urls.get(url)
         if parsed is None:
             if len(self._parsed_urls) >= _MAX_PARSED_URLS:

@@ -1,4 +1,6 @@
-"""The job contract between the webhook and the worker: names, ids and how to enqueue.
+"""The job contract between the webhook and the worker: the job's name, ids and arguments, and
+the only ways jobs are put on or taken off the queue (enqueue, withdraw), for the webhook's
+doorbell, the worker's sweeper and the turn alike.
 
 Postgres holds the truth; a job is only a doorbell for a conversation with unprocessed inbound
 messages. Job ids are deterministic per message, so a redelivered webhook never rings twice.
@@ -6,9 +8,11 @@ messages. Job ids are deterministic per message, so a redelivered webhook never 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -20,14 +24,11 @@ from arq.constants import (
 )
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
-from redis.commands.core import AsyncScript
-
-DEFAULT_QUEUE = "arq:queue"
 
 # When a batch holds several messages of one conversation, the first one's job is due at once and
 # the others' this much later: the first job's turn drains them all and withdraws their jobs
-# (`Withdrawer`) before they are due, instead of a worker claiming them meanwhile only to find
-# the lock busy. They stay as the backstop if that turn never starts.
+# (`JobQueue.withdraw_inbound`) before they are due, instead of a worker claiming them meanwhile
+# only to find the lock busy. They stay as the backstop if that turn never starts.
 FOLLOW_UP_DELAY_MS = 500
 
 
@@ -35,8 +36,44 @@ class JobName(StrEnum):
     PROCESS_INBOUND = "process_inbound"
 
 
+# A re-sweep of the same message gets a fresh job id once per bucket, so a sweep job that already
+# ran (its result key blocks the id) does not stop a later sweep from trying again.
+SWEEP_BUCKET_SECONDS = 60
+
+
 def inbound_job_id(message_id: str) -> str:
     return f"inbound:{message_id}"
+
+
+def sweep_job_id(key: str, now: float | None = None) -> str:
+    """The sweeper's id for a message (or `outbox:<conversation id>`) left without a job."""
+    bucket = int((now if now is not None else time.time()) // SWEEP_BUCKET_SECONDS)
+    return f"sweep:{key}:{bucket}"
+
+
+@dataclass(frozen=True)
+class TurnJob:
+    """One `process_inbound` job: a doorbell for a conversation, with the message it rings for
+    (None when it resumes an outbox) and the request that stored it. Its fields are the job
+    function's keyword arguments (`jobs.worker.process_inbound`)."""
+
+    conversation_id: str
+    message_id: str | None
+    correlation_id: str | None
+    job_id: str
+
+    @classmethod
+    def for_message(
+        cls, conversation_id: str, message_id: str, correlation_id: str | None
+    ) -> TurnJob:
+        return cls(conversation_id, message_id, correlation_id, inbound_job_id(message_id))
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "correlation_id": self.correlation_id,
+        }
 
 
 def redis_settings(redis_url: str, *, quick: bool = False) -> RedisSettings:
@@ -88,15 +125,43 @@ return withdrawn
 """
 
 
-class Withdrawer:
-    """Takes the wake-up jobs of messages a turn has answered off the queue (`_WITHDRAW_BATCH`)."""
+class JobQueue:
+    """arq's queue as the bridge uses it, on a connected arq pool."""
 
     def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+        self._redis = redis
         self._queue_name = queue_name
-        self._script = redis.register_script(_WITHDRAW_BATCH)
+        self._enqueue = redis.register_script(_ENQUEUE_BATCH)
+        self._withdraw = redis.register_script(_WITHDRAW_BATCH)
+
+    async def enqueue(self, jobs: Sequence[TurnJob]) -> int:
+        """Enqueue the jobs as arq's `enqueue_job` would, in one round trip; returns how many
+        were newly queued (the others exist already). A job whose conversation has an earlier
+        one in the batch is due `FOLLOW_UP_DELAY_MS` later."""
+        if not jobs:
+            return 0
+        now_ms = timestamp_ms()
+        keys: list[str] = [self._queue_name]
+        args: list[str | bytes | int] = [now_ms, self._redis.expires_extra_ms]
+        rung: set[str] = set()
+        for job in jobs:
+            keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
+            payload = serialize_job(
+                JobName.PROCESS_INBOUND.value,
+                (),
+                job.kwargs(),
+                None,
+                now_ms,
+                serializer=self._redis.job_serializer,
+            )
+            follow_up = job.conversation_id in rung
+            rung.add(job.conversation_id)
+            args += [job.job_id, payload, FOLLOW_UP_DELAY_MS if follow_up else 0]
+        return int(await self._enqueue(keys=keys, args=args))
 
     async def withdraw_inbound(self, message_ids: Sequence[str]) -> int:
-        """How many queued jobs were withdrawn; a job already running is left to finish."""
+        """Take the queued jobs of these messages off the queue (`_WITHDRAW_BATCH`); a job
+        already running is left to finish. Returns how many were withdrawn."""
         if not message_ids:
             return 0
         keys = [self._queue_name]
@@ -109,70 +174,32 @@ class Withdrawer:
                 retry_key_prefix + job_id,
             ]
             args.append(job_id)
-        return int(await self._script(keys=keys, args=args))
-
-
-@dataclass(frozen=True)
-class InboundJob:
-    """One new inbound message to ring the worker for, with the request that stored it."""
-
-    conversation_id: str
-    message_id: str
-    correlation_id: str | None
+        return int(await self._withdraw(keys=keys, args=args))
 
 
 class Enqueuer:
-    """A lazily (re)connected arq pool; a failed connection is retried on the next call."""
+    """The webhook's side of the queue: a lazily (re)connected arq pool that fails fast; a
+    failed connection is retried on the next call."""
 
-    def __init__(self, redis_url: str, queue_name: str = DEFAULT_QUEUE) -> None:
+    def __init__(self, redis_url: str, queue_name: str) -> None:
         self._settings = redis_settings(redis_url, quick=True)
         self._queue_name = queue_name
         self._pool: ArqRedis | None = None
-        self._script: AsyncScript | None = None
+        self._queue: JobQueue | None = None
 
-    async def _redis(self) -> tuple[ArqRedis, AsyncScript]:
-        if self._pool is None or self._script is None:
-            self._pool = await create_pool(self._settings, default_queue_name=self._queue_name)
-            self._script = self._pool.register_script(_ENQUEUE_BATCH)
-        return self._pool, self._script
-
-    async def enqueue_inbound(self, jobs: Sequence[InboundJob]) -> int:
-        """Enqueue one `process_inbound` job per message, as arq's `enqueue_job` would, in one
-        round trip; returns how many were newly queued (the others exist already). A message
-        whose conversation has an earlier one in the batch is due `FOLLOW_UP_DELAY_MS` later."""
+    async def enqueue(self, jobs: Sequence[TurnJob]) -> int:
         if not jobs:
             return 0
-        redis, script = await self._redis()
-        now_ms = timestamp_ms()
-        keys: list[str] = [self._queue_name]
-        args: list[str | bytes | int] = [now_ms, redis.expires_extra_ms]
-        rung: set[str] = set()
-        for job in jobs:
-            job_id = inbound_job_id(job.message_id)
-            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
-            kwargs = {
-                "conversation_id": job.conversation_id,
-                "message_id": job.message_id,
-                "correlation_id": job.correlation_id,
-            }
-            payload = serialize_job(
-                JobName.PROCESS_INBOUND.value,
-                (),
-                kwargs,
-                None,
-                now_ms,
-                serializer=redis.job_serializer,
-            )
-            follow_up = job.conversation_id in rung
-            rung.add(job.conversation_id)
-            args += [job_id, payload, FOLLOW_UP_DELAY_MS if follow_up else 0]
+        if self._queue is None:
+            self._pool = await create_pool(self._settings, default_queue_name=self._queue_name)
+            self._queue = JobQueue(self._pool, self._queue_name)
         try:
-            return int(await script(keys=keys, args=args))
+            return await self._queue.enqueue(jobs)
         except Exception:
             await self.close()  # reconnect next time
             raise
 
     async def close(self) -> None:
         if self._pool is not None:
-            pool, self._pool, self._script = self._pool, None, None
+            pool, self._pool, self._queue = self._pool, None, None
             await pool.aclose()

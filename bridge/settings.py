@@ -17,7 +17,8 @@ LOCAL_SERVICE_ROLE_KEY = (
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A key left empty (`KEY=` in .env) is unset: it takes the default, it is never a value.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     SUPABASE_URL: str = "http://127.0.0.1:54321"
     SUPABASE_SERVICE_ROLE_KEY: SecretStr = SecretStr(LOCAL_SERVICE_ROLE_KEY)
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     JOBS_RETRY_BACKOFF_SECONDS: float = 2.0
     JOBS_SESSION_IDLE_HOURS: float = 24.0
     JOBS_TYPING_TTL_SECONDS: float = 30.0
+
+    # The LLM engine (claude-sales-v1, the `llm` extra); unset values take the engine's defaults
+    ANTHROPIC_API_KEY: SecretStr | None = None
+    BRIDGE_LLM_MODEL: str | None = None
+    BRIDGE_LLM_MAX_TOKENS: int | None = None
+    BRIDGE_LLM_TIMEOUT_SECONDS: float | None = None
+    BRIDGE_LLM_BASE_URL: str | None = None
 
     def check_webhook_secrets(self) -> None:
         """Refuse to serve webhooks nobody can authenticate, unless told this is a dev box."""

@@ -10,18 +10,16 @@ worker that lost its lock can neither write nor, since sends are preceded by a f
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
-
-
-T = TypeVar("T")
 
 
 class FenceLost(Exception):
@@ -63,27 +61,27 @@ class ConversationLock:
         self.epoch = epoch
 
     @classmethod
-    async def try_take(
-        cls,
-        pool: asyncpg.Pool,
-        conversation_id: uuid.UUID,
-        call: Callable[[PoolConnectionProxy[asyncpg.Record]], Awaitable[tuple[int, T] | None]],
-    ) -> tuple[ConversationLock, T] | None:
-        """Run `call` on a lock connection: it tries the lock in one round trip and returns the
-        new fencing epoch with whatever else it read, or None when the lock was not taken."""
+    async def take(
+        cls, pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str, *, handing_off: bool
+    ) -> tuple[ConversationLock, dict[str, Any]] | None:
+        """Take the conversation when it has work and nobody holds it, in one round trip
+        (`private.begin_turn`): the lock, a new fencing epoch and the turn's first verdict
+        (its JSON, read by `jobs.turn_store`). None when busy or when there is nothing to do."""
         conn = await pool.acquire()
         try:
-            taken = await call(conn)
+            raw = await conn.fetchval(
+                "select private.begin_turn($1, $2, $3)", conversation_id, holder, handing_off
+            )
         except BaseException:
             # The lock may have been taken: closing the session frees it for sure.
             _terminate(conn)
             await pool.release(conn)
             raise
-        if taken is None:
+        if raw is None:
             await pool.release(conn)
             return None
-        epoch, extra = taken
-        return cls(pool, conn, conversation_id, epoch), extra
+        begun: dict[str, Any] = json.loads(raw)
+        return cls(pool, conn, conversation_id, int(begun["epoch"])), begun
 
     async def assert_fence(self) -> None:
         try:

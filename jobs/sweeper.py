@@ -9,20 +9,13 @@ a turn drains every unprocessed message of its conversation.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable
 from datetime import timedelta
 
 import asyncpg
-from arq import ArqRedis
 
-from bridge.queue import JobName
+from bridge.queue import JobQueue, TurnJob, sweep_job_id
 
 log = logging.getLogger(__name__)
-
-# A re-sweep of the same message gets a fresh job id once per bucket, so a sweep job that already
-# ran (its result key blocks the id) does not stop a later sweep from trying again.
-SWEEP_BUCKET_SECONDS = 60
 
 _OLDEST_UNPROCESSED = """
 select distinct on (m.conversation_id) m.id, m.conversation_id
@@ -34,20 +27,17 @@ limit $2
 """
 
 
-def sweep_job_id(message_id: str, now: float | None = None) -> str:
-    bucket = int((now if now is not None else time.time()) // SWEEP_BUCKET_SECONDS)
-    return f"sweep:{message_id}:{bucket}"
-
-
 async def requeue_unprocessed(
-    pool: asyncpg.Pool, redis: ArqRedis, *, older_than: timedelta, limit: int = 1000
+    pool: asyncpg.Pool, queue: JobQueue, *, older_than: timedelta, limit: int = 1000
 ) -> int:
     """Enqueue a job for each conversation with inbound messages older than `older_than` that
     are still unprocessed; returns how many jobs were newly queued."""
     rows = await pool.fetch(_OLDEST_UNPROCESSED, older_than, limit)
-    queued = await _enqueue_turns(
-        redis,
-        ((str(r["conversation_id"]), str(r["id"]), sweep_job_id(str(r["id"]))) for r in rows),
+    queued = await queue.enqueue(
+        [
+            TurnJob(str(r["conversation_id"]), str(r["id"]), None, sweep_job_id(str(r["id"])))
+            for r in rows
+        ]
     )
     if queued:
         log.info("jobs.sweeper.requeued", extra={"jobs": queued})
@@ -64,36 +54,24 @@ limit $2
 
 
 async def requeue_stalled_outbox(
-    pool: asyncpg.Pool, redis: ArqRedis, *, older_than: timedelta, limit: int = 1000
+    pool: asyncpg.Pool, queue: JobQueue, *, older_than: timedelta, limit: int = 1000
 ) -> int:
     """Conversations whose outbox has rows a dead worker left pending or sending: a job resumes
     them (pending rows are sent, sending ones become `unknown`)."""
     rows = await pool.fetch(_STALLED_OUTBOX, older_than, limit)
-    queued = await _enqueue_turns(
-        redis,
-        (
-            (str(r["conversation_id"]), None, sweep_job_id(f"outbox:{r['conversation_id']}"))
+    queued = await queue.enqueue(
+        [
+            TurnJob(
+                str(r["conversation_id"]),
+                None,
+                None,
+                sweep_job_id(f"outbox:{r['conversation_id']}"),
+            )
             for r in rows
-        ),
+        ]
     )
     if queued:
         log.info("jobs.sweeper.outbox_requeued", extra={"jobs": queued})
-    return queued
-
-
-async def _enqueue_turns(redis: ArqRedis, turns: Iterable[tuple[str, str | None, str]]) -> int:
-    """One turn job per (conversation id, message id or None, job id); returns how many were
-    newly queued (an id already queued, running or kept as a result is not)."""
-    queued = 0
-    for conversation_id, message_id, job_id in turns:
-        job = await redis.enqueue_job(
-            JobName.PROCESS_INBOUND.value,
-            conversation_id=conversation_id,
-            message_id=message_id,
-            correlation_id=None,
-            _job_id=job_id,
-        )
-        queued += job is not None
     return queued
 
 

@@ -1,7 +1,11 @@
-"""The SQL of an agent turn: one call to take the conversation (lock, snapshot and, when the turn
-can start at once, contact and session), one transaction to commit a decision. The functions
-live in the database (`supabase/migrations/*_turn*.sql`) so a turn costs a few round trips; every
-write asserts the turn's fencing epoch, so a worker that lost its lock cannot change anything.
+"""Every statement of an agent turn, each a call to a SQL function of
+`supabase/migrations/*_create_agent_turn_functions.sql` (the turn) or `*_create_outbox_functions.sql`
+(the sender), so a turn costs a few round trips. The lock's own statements (take, fence,
+unlock) are in `jobs.lock`. Every write asserts the turn's fencing epoch, so a worker that lost
+its lock cannot change anything.
+
+The database decides what a taken conversation needs next (`private.turn_verdict`), and the turn
+branches on that `Verdict`: the rule has one owner.
 """
 
 from __future__ import annotations
@@ -10,30 +14,20 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Literal
 
 import asyncpg
 
-from jobs.engine.protocol import Contact, InboundMessage, Session, TurnResult
+from jobs.engine.protocol import Contact, InboundMessage, Session, TurnResult, readable_text
 from jobs.lock import ConversationLock, fence_errors
 
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
-else:
-    Conn = object  # only a type: asyncpg's proxy is not subscriptable at run time
-
-SESSION_CONFLICT_SQLSTATE = "WBS01"
-
-
-class SessionConflict(Exception):
-    """The session's version moved under the turn (it cannot while the lock is held, unless a
-    human edited it): the turn is retried and decides again from the fresh state."""
+VerdictKind = Literal["gone", "resume", "idle", "off", "wait", "handoff", "run"]
 
 
 @dataclass(frozen=True)
-class ConversationContext:
+class Conversation:
+    """The conversation a turn answers, with its channel and workspace agent config."""
+
     conversation_id: uuid.UUID
     workspace_id: uuid.UUID
     phone: str | None
@@ -47,51 +41,104 @@ class ConversationContext:
     config: dict[str, Any]
 
     @property
-    def agent_id(self) -> str:
-        return str(self.config.get("conversational_agent_id") or "somnio-sales-v1")
+    def recipient(self) -> str:
+        return self.phone or self.bsuid or ""
 
     @property
     def response_speed(self) -> float:
         return float(self.config.get("response_speed") or 0)
 
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a taken conversation needs now:
+
+    gone     the conversation no longer exists
+    resume   outbox rows a turn left pending or in flight come first
+    idle     nothing to answer
+    off      the agent is off for it: the messages are marked processed, nothing else
+    wait     the reply window is open: look again in `wait_ms`
+    handoff  the turn was asked to hand the messages to a human
+    run      answer `messages`: `contact` and `session` are ready
+    """
+
+    kind: VerdictKind
+    conversation: Conversation | None = None
+    agent_on: bool = False  # the workspace's switch AND the conversation's override
+    messages: tuple[InboundMessage, ...] = ()
+    outbox_sending: int = 0
+    wait_ms: float = 0
+    contact: Contact | None = None
+    session: Session | None = None
+
     @property
-    def reply_window_ms(self) -> float:
-        return float(self.config.get("reply_window_ms") or 0)
+    def message_ids(self) -> list[uuid.UUID]:
+        return [m.message_id for m in self.messages]
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    context: ConversationContext
-    enabled: bool
-    messages: list[InboundMessage]
-    newest_age_ms: float | None
-    outbox_pending: int
-    outbox_sending: int
+class OutboxRow:
+    id: uuid.UUID
+    kind: str  # 'reply' (the engine's) or 'handoff' (the handoff message)
+    body: str
+    delay_ms: int
 
 
-def _inbound(row: dict[str, Any]) -> InboundMessage:
-    content: dict[str, Any] = row["content"]
-    body = content.get("body")
-    readable = row["type"] in ("text", "interactive", "button") or (
-        isinstance(body, str) and not body.startswith("[")
+@dataclass(frozen=True)
+class Claim:
+    """The answer of claiming an outbox row just before its send."""
+
+    claimed: bool  # the row is `sending` now: send it
+    reason: str | None = None  # why it was not: 'gone', or the skip reason
+    skipped: int = 0  # rows skipped with it (this one and the turn's later replies)
+
+
+async def begin(
+    pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str, *, handing_off: bool = False
+) -> tuple[ConversationLock, Verdict] | None:
+    """Take the conversation and read its first verdict in one round trip; None when it is
+    busy or has nothing to do."""
+    taken = await ConversationLock.take(pool, conversation_id, holder, handing_off=handing_off)
+    if taken is None:
+        return None
+    lock, begun = taken
+    return lock, _verdict(begun)
+
+
+async def verdict(lock: ConversationLock, *, handing_off: bool = False) -> Verdict:
+    """The conversation's verdict again, after the turn did what the last one asked."""
+    return _verdict(
+        json.loads(
+            await _fenced(
+                lock,
+                "select private.turn_verdict($1, $2, $3)",
+                lock.conversation_id,
+                lock.epoch,
+                handing_off,
+            )
+        )
     )
-    return InboundMessage(
-        message_id=uuid.UUID(row["id"]),
-        wamid=row["wamid"],
-        type=row["type"],
-        text=body if readable and isinstance(body, str) else None,
-        content=content,
-        timestamp=datetime.fromisoformat(row["timestamp"]),
+
+
+def _verdict(data: dict[str, Any]) -> Verdict:
+    snapshot = data.get("snapshot")
+    if snapshot is None:
+        return Verdict("gone")
+    prepared = data.get("prepared")
+    return Verdict(
+        kind=data["verdict"],
+        conversation=_conversation(snapshot),
+        agent_on=bool(snapshot["enabled"]),
+        messages=tuple(_inbound(m) for m in snapshot["messages"]),
+        outbox_sending=int(snapshot["outbox_sending"]),
+        wait_ms=float(data.get("wait_ms") or 0),
+        contact=None if prepared is None else _contact(prepared["contact"]),
+        session=None if prepared is None else _session(prepared["session"], data["agent_id"]),
     )
 
 
-async def snapshot(conn: Conn, conversation_id: uuid.UUID) -> Snapshot | None:
-    raw = await conn.fetchval("select private.turn_snapshot($1)", conversation_id)
-    return None if raw is None else _snapshot(json.loads(raw))
-
-
-def _snapshot(data: dict[str, Any]) -> Snapshot:
-    context = ConversationContext(
+def _conversation(data: dict[str, Any]) -> Conversation:
+    return Conversation(
         conversation_id=uuid.UUID(data["conversation_id"]),
         workspace_id=uuid.UUID(data["workspace_id"]),
         phone=data["phone"],
@@ -104,109 +151,62 @@ def _snapshot(data: dict[str, Any]) -> Snapshot:
         api_key=data["api_key"],
         config=data["config"],
     )
-    return Snapshot(
-        context=context,
-        enabled=bool(data["enabled"]),
-        messages=[_inbound(m) for m in data["messages"]],
-        newest_age_ms=None if data["newest_age_ms"] is None else float(data["newest_age_ms"]),
-        outbox_pending=int(data["outbox_pending"]),
-        outbox_sending=int(data["outbox_sending"]),
+
+
+def _inbound(row: dict[str, Any]) -> InboundMessage:
+    content: dict[str, Any] = row["content"]
+    return InboundMessage(
+        message_id=uuid.UUID(row["id"]),
+        wamid=row["wamid"],
+        type=row["type"],
+        text=readable_text(row["type"], content),
+        content=content,
+        timestamp=datetime.fromisoformat(row["timestamp"]),
     )
 
 
-@dataclass(frozen=True)
-class Begun:
-    """A taken conversation: its snapshot (None if the conversation is gone) and, when the turn
-    could start at once, its contact and session already prepared."""
-
-    lock: ConversationLock
-    snapshot: Snapshot | None
-    prepared: tuple[Contact, Session] | None
+def _contact(data: dict[str, Any]) -> Contact:
+    return Contact(id=uuid.UUID(data["id"]), name=data["name"], phone=data["phone"])
 
 
-async def begin(
-    pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str, *, prepare: bool
-) -> Begun | None:
-    """One round trip (`private.begin_turn`): the lock when there is work, the snapshot and,
-    with `prepare`, the contact and session of a turn that can start now. None when busy or
-    when there is nothing to do."""
-
-    async def call(conn: Conn) -> tuple[int, dict[str, Any]] | None:
-        raw = await conn.fetchval(
-            "select private.begin_turn($1, $2, $3)", conversation_id, holder, prepare
-        )
-        if raw is None:
-            return None
-        data: dict[str, Any] = json.loads(raw)
-        return int(data["epoch"]), data
-
-    taken = await ConversationLock.try_take(pool, conversation_id, call)
-    if taken is None:
-        return None
-    lock, data = taken
-    snap = None if data["snapshot"] is None else _snapshot(data["snapshot"])
-    prepared = data["prepared"]
-    return Begun(
-        lock=lock,
-        snapshot=snap,
-        prepared=None if prepared is None else _prepared(prepared, prepared["agent_id"]),
+def _session(data: dict[str, Any], agent_id: str) -> Session:
+    return Session(
+        id=uuid.UUID(data["id"]),
+        agent_id=agent_id,
+        mode=data["mode"],
+        state=data["state"],
+        version=int(data["version"]),
+        is_new=bool(data["is_new"]),
     )
 
 
 async def _fenced(lock: ConversationLock, query: str, *args: Any) -> Any:
-    try:
-        with fence_errors():
-            return await lock.conn.fetchval(query, *args)
-    except asyncpg.PostgresError as exc:
-        if getattr(exc, "sqlstate", None) == SESSION_CONFLICT_SQLSTATE:
-            raise SessionConflict(str(exc)) from exc
-        raise
+    with fence_errors():
+        return await lock.conn.fetchval(query, *args)
 
 
-async def mark_processed(lock: ConversationLock, message_ids: list[uuid.UUID]) -> None:
+async def skip_turn(lock: ConversationLock, message_ids: list[uuid.UUID]) -> None:
     """The agent is off for this conversation: the messages are handled, nothing else."""
-    async with lock.conn.transaction():
-        await lock.assert_fence()
-        await lock.conn.execute(
-            "update public.messages set processed_by_agent = true where id = any($1)", message_ids
-        )
-
-
-async def prepare(lock: ConversationLock, agent_id: str) -> tuple[Contact, Session]:
-    """The conversation's contact (linked or created, race-safe) and its active session (fresh
-    after a handoff or close, so re-enabling the bot never finds it mute)."""
-    data = json.loads(
-        await _fenced(
-            lock,
-            "select private.prepare_turn($1, $2, $3)",
-            lock.conversation_id,
-            lock.epoch,
-            agent_id,
-        )
+    await _fenced(
+        lock,
+        "select private.skip_turn($1, $2, $3)",
+        lock.conversation_id,
+        lock.epoch,
+        message_ids,
     )
-    return _prepared(data, agent_id)
-
-
-def _prepared(data: dict[str, Any], agent_id: str) -> tuple[Contact, Session]:
-    c, s = data["contact"], data["session"]
-    contact = Contact(id=uuid.UUID(c["id"]), name=c["name"], phone=c["phone"])
-    session = Session(
-        id=uuid.UUID(s["id"]),
-        agent_id=agent_id,
-        mode=s["mode"],
-        state=s["state"],
-        version=int(s["version"]),
-        is_new=bool(s["is_new"]),
-    )
-    return contact, session
 
 
 async def commit_decision(
-    lock: ConversationLock, session: Session, messages: list[InboundMessage], result: TurnResult
-) -> list[uuid.UUID]:
+    lock: ConversationLock,
+    session: Session,
+    messages: tuple[InboundMessage, ...],
+    result: TurnResult,
+) -> list[OutboxRow]:
     """In one transaction: the user and assistant turns, the replies as pending outbox rows
     (sent_by_agent), the session's new mode/state, and the inbound messages marked processed.
-    After this commit a retry never decides again for these messages; it only resumes sending."""
+    After this commit a retry never decides again for these messages; it only resumes sending.
+    Returns the new outbox rows: the conversation's whole outbox, since a turn starts only once
+    earlier rows are resumed."""
     replies = [
         {"text": r.text, "delay_ms": r.delay_ms, "template_id": r.template_id}
         for r in result.replies
@@ -230,19 +230,71 @@ async def commit_decision(
         json.dumps(replies),
         [m.message_id for m in messages],
     )
-    return ids
+    return [
+        OutboxRow(row_id, "reply", reply.text, reply.delay_ms)
+        for row_id, reply in zip(ids, result.replies, strict=True)
+    ]
 
 
-async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) -> str:
-    """'claimed' (now `sending`), 'gone' (not pending any more), or why it was skipped."""
-    status: str = await _fenced(
+async def hand_off(
+    lock: ConversationLock, reason: str, message_ids: list[uuid.UUID]
+) -> dict[str, Any]:
+    """One transaction (`private.handoff_conversation`): the messages marked processed, bot
+    off, session handed off, a task with its assignee, the handoff message queued."""
+    result: dict[str, Any] = json.loads(
+        await _fenced(
+            lock,
+            "select private.handoff_conversation($1, $2, $3, $4)",
+            lock.conversation_id,
+            reason,
+            lock.epoch,
+            message_ids,
+        )
+    )
+    return result
+
+
+async def recover_interrupted(lock: ConversationLock) -> int:
+    """Rows left `sending` by a worker that died mid-call become `unknown`; how many."""
+    count: int = await _fenced(
+        lock, "select private.recover_outbox($1, $2)", lock.conversation_id, lock.epoch
+    )
+    return count
+
+
+async def pending_outbox(lock: ConversationLock) -> list[OutboxRow]:
+    rows = json.loads(
+        await lock.conn.fetchval("select private.pending_outbox($1)", lock.conversation_id)
+    )
+    return [OutboxRow(uuid.UUID(r["id"]), r["kind"], r["body"], int(r["delay_ms"])) for r in rows]
+
+
+async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) -> Claim:
+    """Fence, agent still on, no newer inbound: checked and claimed in one statement. A reply
+    that must not go out is skipped together with the turn's later replies."""
+    data = json.loads(
+        await _fenced(
+            lock,
+            "select private.claim_outbox_message($1, $2, $3)",
+            lock.conversation_id,
+            lock.epoch,
+            message_id,
+        )
+    )
+    return Claim(claimed=bool(data["claimed"]), reason=data["reason"], skipped=int(data["skipped"]))
+
+
+async def skip_outbox(lock: ConversationLock, message_ids: list[uuid.UUID], reason: str) -> int:
+    """Pending rows that must not go out any more (the 24-hour window closed); how many."""
+    count: int = await _fenced(
         lock,
-        "select private.claim_outbox_message($1, $2, $3)",
+        "select private.skip_outbox($1, $2, $3, $4)",
         lock.conversation_id,
         lock.epoch,
-        message_id,
+        message_ids,
+        reason,
     )
-    return status
+    return count
 
 
 async def record_send(
@@ -254,6 +306,7 @@ async def record_send(
     code: int | None = None,
     reason: str | None = None,
 ) -> None:
+    """The outcome of one send, a fact about WhatsApp: recorded whoever holds the turn now."""
     await lock.conn.execute(
         "select private.record_outbox_send($1, $2, $3, $4, $5)",
         message_id,

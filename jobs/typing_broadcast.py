@@ -5,8 +5,8 @@ no socket to keep alive in the worker.
 
 The request is the one `http_send` makes (same path encoding, apikey and Bearer headers, JSON
 body), sent over the worker's pooled aiohttp session: `http_send` builds a new httpx client per
-call, and creating one costs ~17 ms of CPU (its TLS context), which at two broadcasts a turn was
-most of a turn's cost.
+call, and building one (its TLS context) twice a turn would cost more CPU than the rest of the
+turn (docs/performance.md).
 
 Every START carries `expiresAt`, so the inbox clears an indicator whose STOP never comes (a
 killed worker). Broadcast failures are logged, never raised: typing must not fail a turn.

@@ -2,8 +2,8 @@
 enqueued as arq jobs by one background task of the API process.
 
 The task sends whatever has gathered since its last round trip in one enqueue, so a burst of
-webhooks costs a few Redis round trips instead of one task and four round trips per message, and
-a slow or absent Redis holds back nothing but this bounded queue. Whatever is not enqueued (Redis
+webhooks costs a few Redis round trips instead of a task and arq's several round trips per
+message, and a slow or absent Redis holds back nothing but this bounded queue. Whatever is not enqueued (Redis
 down, the queue full, the process gone) is still in Postgres, unprocessed: the worker's sweeper
 enqueues it a few seconds later. So ringing never fails and never waits.
 """
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 
 from bridge.metrics import Metrics
-from bridge.queue import Enqueuer, InboundJob
+from bridge.queue import Enqueuer, TurnJob
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Doorbell:
         self._enqueuer = enqueuer
         self._metrics = metrics
         self._max_batch = max_batch
-        self._pending: collections.deque[InboundJob] = collections.deque(maxlen=max_pending)
+        self._pending: collections.deque[TurnJob] = collections.deque(maxlen=max_pending)
         self._rung = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -50,7 +50,7 @@ class Doorbell:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="bridge-doorbell")
 
-    def ring(self, jobs: Iterable[InboundJob]) -> None:
+    def ring(self, jobs: Iterable[TurnJob]) -> None:
         """Queue jobs for the next round trip; returns at once."""
         for job in jobs:
             if len(self._pending) == self._pending.maxlen:
@@ -97,9 +97,9 @@ class Doorbell:
                 await self._send(batch)
             self._idle.set()
 
-    async def _send(self, batch: list[InboundJob]) -> None:
+    async def _send(self, batch: list[TurnJob]) -> None:
         try:
-            queued = await self._enqueuer.enqueue_inbound(batch)
+            queued = await self._enqueuer.enqueue(batch)
         except Exception as exc:
             self._metrics.inc("bridge_enqueue_failed_total", len(batch))
             log.warning(

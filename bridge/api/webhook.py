@@ -26,7 +26,7 @@ from bridge.api.payloads import Webhook
 from bridge.api.runtime import Runtime
 from bridge.api.text_scrub import may_hold_unstorable, scrub
 from bridge.logs import correlation_id
-from bridge.queue import InboundJob
+from bridge.queue import TurnJob
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def add_routes(app: FastAPI) -> None:
 class WhatsAppWebhook(HTTPEndpoint):
     """A plain Starlette endpoint: both methods take the raw request and build their response,
     so FastAPI's per-request machinery (dependency solving, included-router dispatch) would only
-    add cost: 44 -> 19 us per POST through the ASGI app, measured warm. Other methods get a 405
-    naming these two."""
+    add cost to every POST (docs/performance.md). Other methods get a 405 naming these two."""
 
     async def get(self, request: Request) -> Response:
         return await verify_subscription(request)
@@ -175,7 +174,7 @@ async def receive(request: Request) -> Response:
             extra={"wamid": msg["wamid"], "conversation_id": msg["conversation_id"]},
         )
     runtime.doorbell.ring(
-        InboundJob(str(msg["conversation_id"]), str(msg["message_id"]), cid)
+        TurnJob.for_message(str(msg["conversation_id"]), str(msg["message_id"]), cid)
         for msg in result.new_inbound
     )
     return JSONResponse({"received": True, "event_id": result.event_id})

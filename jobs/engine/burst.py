@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jobs.engine.protocol import InboundMessage
+from jobs.engine.protocol import TEXT_TYPES, InboundMessage
 
-TEXT_TYPES = frozenset({"text", "interactive", "button"})
 IGNORED_TYPES = frozenset({"reaction", "system"})
 MAX_ANALYSED_CHARS = 4096
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,20 +47,6 @@ class ClaudeSettings:
     timeout_s: float = 20.0
     max_retries: int = 1
     base_url: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> ClaudeSettings | None:
-        """ANTHROPIC_API_KEY (required), BRIDGE_LLM_MODEL, BRIDGE_LLM_MAX_TOKENS,
-        BRIDGE_LLM_TIMEOUT_SECONDS; None without a key."""
-        api_key = environ.get("ANTHROPIC_API_KEY")
-        if not api_key:
-            return None
-        return cls(
-            api_key=api_key,
-            model=environ.get("BRIDGE_LLM_MODEL") or DEFAULT_MODEL,
-            max_tokens=int(environ.get("BRIDGE_LLM_MAX_TOKENS") or 1024),
-            timeout_s=float(environ.get("BRIDGE_LLM_TIMEOUT_SECONDS") or 20.0),
-        )
 
 
 def create_client(settings: ClaudeSettings, **options: Any) -> AsyncAnthropic:

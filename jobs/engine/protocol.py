@@ -10,9 +10,14 @@ sends nothing and writes nothing: the turn persists the outcome (outbox first) a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+# WhatsApp types whose content is text the customer wrote or picked (a button's or a list row's
+# title); other types carry text only as a caption.
+TEXT_TYPES = frozenset({"text", "interactive", "button"})
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,17 @@ class InboundMessage:
     text: str | None  # the text a person would read (text body, button title, caption), if any
     content: dict[str, Any]
     timestamp: datetime
+
+
+def readable_text(message_type: str, content: Mapping[str, Any]) -> str | None:
+    """The text a person would read in a stored message's content: a text type's body or a
+    caption; None for a placeholder preview such as "[Imagen]"."""
+    body = content.get("body")
+    if not isinstance(body, str):
+        return None
+    if message_type in TEXT_TYPES or not body.startswith("["):
+        return body
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ the database through a short-lived cache (`PlaybookCache`), so an edit in the fr
 effect within its TTL (30 s by default). A compiled sales engine is reused for as long as its
 playbook is.
 
-The worker should hold one `EngineRegistry` (built from its settings) for its lifetime;
-`build_engine` uses a process-wide one whose LLM settings come from the environment.
+The worker builds one `EngineRegistry` from its settings at start-up and closes it at shutdown.
 """
 
 from __future__ import annotations
@@ -98,19 +97,3 @@ class EngineRegistry:
             max_tokens=self.llm.max_tokens,
             timeout_s=self.llm.timeout_s,
         )
-
-
-_default_registry: EngineRegistry | None = None
-
-
-def default_registry() -> EngineRegistry:
-    global _default_registry
-    if _default_registry is None:
-        _default_registry = EngineRegistry(llm=ClaudeSettings.from_environ())
-    return _default_registry
-
-
-async def build_engine(agent_id: str, *, workspace_id: uuid.UUID, pool: asyncpg.Pool) -> Engine:
-    """The engine `agent_id` names, with `workspace_id`'s playbook; raises
-    `EngineConfigurationError` for an unknown id or a missing playbook."""
-    return await default_registry().build(agent_id, workspace_id=workspace_id, pool=pool)

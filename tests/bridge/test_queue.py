@@ -13,8 +13,8 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from bridge.queue import (
     FOLLOW_UP_DELAY_MS,
     Enqueuer,
-    InboundJob,
-    Withdrawer,
+    JobQueue,
+    TurnJob,
     inbound_job_id,
     redis_settings,
 )
@@ -37,8 +37,8 @@ async def test_withdrawing_takes_queued_jobs_off_and_leaves_running_ones(
     queued, running, other = (str(uuid.uuid4()) for _ in range(3))
     enqueuer = Enqueuer(redis_url, queue)
     try:
-        jobs = [InboundJob(conversation, m, None) for m in (queued, running, other)]
-        assert await enqueuer.enqueue_inbound(jobs) == 3
+        jobs = [TurnJob.for_message(conversation, m, None) for m in (queued, running, other)]
+        assert await enqueuer.enqueue(jobs) == 3
     finally:
         await enqueuer.close()
     # A worker claimed this one (arq's in-progress key), and it failed once before.
@@ -46,7 +46,7 @@ async def test_withdrawing_takes_queued_jobs_off_and_leaves_running_ones(
     await arq_redis.psetex(in_progress_key_prefix + running_id, 60_000, b"1")
     await arq_redis.set(retry_key_prefix + inbound_job_id(queued), 1, px=60_000)
     try:
-        withdrawer = Withdrawer(arq_redis, queue)
+        withdrawer = JobQueue(arq_redis, queue)
         assert await withdrawer.withdraw_inbound([queued, running]) == 1
         assert await withdrawer.withdraw_inbound([queued]) == 0  # already gone
         assert await withdrawer.withdraw_inbound([]) == 0
@@ -62,7 +62,7 @@ async def test_withdrawing_takes_queued_jobs_off_and_leaves_running_ones(
         # A withdrawn job id is free again: the message could be rung for anew.
         enqueuer = Enqueuer(redis_url, queue)
         try:
-            assert await enqueuer.enqueue_inbound([InboundJob(conversation, queued, None)]) == 1
+            assert await enqueuer.enqueue([TurnJob.for_message(conversation, queued, None)]) == 1
         finally:
             await enqueuer.close()
     finally:
@@ -76,11 +76,11 @@ async def test_follow_up_messages_of_a_conversation_are_due_a_little_later(
 ) -> None:
     queue = f"arq:queue:test-follow-up-{uuid.uuid4().hex[:8]}"
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    jobs = [InboundJob(conv, str(uuid.uuid4()), None) for conv in (a, b, a, a)]
+    jobs = [TurnJob.for_message(conv, str(uuid.uuid4()), None) for conv in (a, b, a, a)]
     enqueuer = Enqueuer(redis_url, queue)
     before_ms = time.time() * 1000 - 1  # arq rounds its timestamps to the ms
     try:
-        assert await enqueuer.enqueue_inbound(jobs) == 4
+        assert await enqueuer.enqueue(jobs) == 4
     finally:
         await enqueuer.close()
     after_ms = time.time() * 1000 + 1
@@ -88,17 +88,15 @@ async def test_follow_up_messages_of_a_conversation_are_due_a_little_later(
         scores = {
             m.decode(): score for m, score in await arq_redis.zrange(queue, 0, -1, withscores=True)
         }
-        due = [scores[inbound_job_id(j.message_id)] - before_ms for j in jobs]
+        due = [scores[j.job_id] - before_ms for j in jobs]
         elapsed = after_ms - before_ms
         # The first message of each conversation is due at once, the others' jobs later.
         assert all(0 <= d <= elapsed for d in due[:2]), due
         assert all(FOLLOW_UP_DELAY_MS <= d <= FOLLOW_UP_DELAY_MS + elapsed for d in due[2:]), due
         # As arq keeps a deferred job: a day past the time it is due.
-        first, follow_up = (job_key_prefix + inbound_job_id(j.message_id) for j in jobs[::2][:2])
+        first, follow_up = (job_key_prefix + j.job_id for j in jobs[::2][:2])
         ttl_first, ttl_follow_up = await arq_redis.pttl(first), await arq_redis.pttl(follow_up)
         assert 86_399_000 - elapsed <= ttl_first <= 86_400_000
         assert ttl_first < ttl_follow_up <= 86_400_000 + FOLLOW_UP_DELAY_MS
     finally:
-        await arq_redis.delete(
-            queue, *(job_key_prefix + inbound_job_id(j.message_id) for j in jobs)
-        )
+        await arq_redis.delete(queue, *(job_key_prefix + j.job_id for j in jobs))

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from jobs import turn_store
 from jobs.lock import ConversationLock, FenceLost
 from tests.fixtures.webhook import Channel, MakeChannel
 
@@ -22,9 +21,9 @@ async def lock_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def _take(pool: asyncpg.Pool, conv: uuid.UUID, holder: str) -> ConversationLock | None:
-    """The lock as a turn takes it (`turn_store.begin`), without preparing anything."""
-    begun = await turn_store.begin(pool, conv, holder, prepare=False)
-    return None if begun is None else begun.lock
+    """The lock as a turn takes it, without preparing anything (a handoff's verdict)."""
+    taken = await ConversationLock.take(pool, conv, holder, handing_off=True)
+    return None if taken is None else taken[0]
 
 
 async def _conversation(db: asyncpg.Pool, channel: Channel, *, inbound: bool = True) -> uuid.UUID:

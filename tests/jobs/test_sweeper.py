@@ -10,13 +10,8 @@ import asyncpg
 from arq import create_pool
 from redis.asyncio import Redis
 
-from bridge.queue import redis_settings
-from jobs.sweeper import (
-    close_idle_sessions,
-    requeue_stalled_outbox,
-    requeue_unprocessed,
-    sweep_job_id,
-)
+from bridge.queue import JobQueue, redis_settings, sweep_job_id
+from jobs.sweeper import close_idle_sessions, requeue_stalled_outbox, requeue_unprocessed
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
 from tests.fixtures.webhook import Channel, open_webhook_client, settings_for
@@ -48,8 +43,13 @@ async def test_message_stored_while_redis_was_down_is_enqueued_once_redis_is_bac
     redis = await create_pool(redis_settings(redis_url), default_queue_name=queue_name)
     try:
         # Too fresh for the sweeper's threshold: left alone.
-        assert await requeue_unprocessed(db, redis, older_than=timedelta(hours=1)) == 0
-        queued = await requeue_unprocessed(db, redis, older_than=timedelta(0))
+        assert (
+            await requeue_unprocessed(
+                db, JobQueue(redis, queue_name), older_than=timedelta(hours=1)
+            )
+            == 0
+        )
+        queued = await requeue_unprocessed(db, JobQueue(redis, queue_name), older_than=timedelta(0))
         assert queued >= 1
         job_id = sweep_job_id(str(first["id"]))
         raw = Redis.from_url(redis_url)
@@ -87,7 +87,12 @@ async def test_stalled_outbox_rows_get_a_job_for_their_conversation(
     )
     redis = await create_pool(redis_settings(redis_url), default_queue_name=queue_name)
     try:
-        assert await requeue_stalled_outbox(db, redis, older_than=timedelta(minutes=1)) >= 1
+        assert (
+            await requeue_stalled_outbox(
+                db, JobQueue(redis, queue_name), older_than=timedelta(minutes=1)
+            )
+            >= 1
+        )
         raw = Redis.from_url(redis_url)
         assert await raw.exists(f"arq:job:{sweep_job_id(f'outbox:{conv}')}")
         await raw.aclose()

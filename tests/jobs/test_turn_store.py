@@ -1,5 +1,5 @@
-"""The turn's first call (`private.begin_turn`): lock, snapshot and, only when the turn can
-start at once, the contact and session, against real Postgres."""
+"""The turn's first call (`private.begin_turn`): lock, fence and the verdict, with the contact
+and session only when the turn can start at once, against real Postgres."""
 
 from __future__ import annotations
 
@@ -68,35 +68,46 @@ async def test_a_turn_that_can_start_is_taken_and_prepared_in_one_call(
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws, inbound=2)
-    begun = await turn_store.begin(lock_pool, conv, "w1", prepare=True)
-    assert begun is not None
+    taken = await turn_store.begin(lock_pool, conv, "w1")
+    assert taken is not None
+    lock, verdict = taken
     try:
-        assert begun.snapshot is not None
-        assert [m.text for m in begun.snapshot.messages] == ["hola 0", "hola 1"]
-        assert begun.prepared is not None
-        contact, session = begun.prepared
-        assert contact.name == "Luz"
+        assert verdict.kind == "run"
+        assert [m.text for m in verdict.messages] == ["hola 0", "hola 1"]
+        assert verdict.contact is not None
+        assert verdict.session is not None
+        assert verdict.contact.name == "Luz"
+        session = verdict.session
         assert (session.agent_id, session.is_new, session.version) == ("diagnostic-v1", True, 1)
-        # The same contact and session as the separate call finds, and only one of each.
-        again_contact, again_session = await turn_store.prepare(begun.lock, "diagnostic-v1")
-        assert (again_contact.id, again_session.id) == (contact.id, session.id)
-        assert again_session.is_new is False
+        # Asked again, the same contact and session, and only one of each.
+        again = await turn_store.verdict(lock)
+        assert again.kind == "run"
+        assert again.contact is not None
+        assert again.session is not None
+        assert (again.contact.id, again.session.id) == (verdict.contact.id, session.id)
+        assert again.session.is_new is False
         assert await _sessions(turn_db, conv) == 1
         linked = await turn_db.fetchval(
             "select contact_id from public.conversations where id = $1", conv
         )
-        assert linked == contact.id
+        assert linked == verdict.contact.id
         # While it is held, another worker gets nothing.
-        assert await turn_store.begin(lock_pool, conv, "w2", prepare=True) is None
+        assert await turn_store.begin(lock_pool, conv, "w2") is None
     finally:
-        await begun.lock.release()
+        await lock.release()
 
 
 @pytest.mark.parametrize(
-    "situation", ["agent off", "outbox to resume", "reply window open", "handing off"]
+    ("situation", "kind"),
+    [
+        ("agent off", "off"),
+        ("outbox to resume", "resume"),
+        ("reply window open", "wait"),
+        ("handing off", "handoff"),
+    ],
 )
 async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool, situation: str
+    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool, situation: str, kind: str
 ) -> None:
     ws = await make_workspace(
         turn_db,
@@ -106,12 +117,16 @@ async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
     conv = await _conversation(turn_db, ws)
     if situation == "outbox to resume":
         await _message(turn_db, ws, conv, "outbound", status="pending")
-    begun = await turn_store.begin(lock_pool, conv, "w1", prepare=situation != "handing off")
-    assert begun is not None
+    taken = await turn_store.begin(lock_pool, conv, "w1", handing_off=situation == "handing off")
+    assert taken is not None
+    lock, verdict = taken
     try:
-        assert begun.snapshot is not None
-        assert len(begun.snapshot.messages) == 1
-        assert begun.prepared is None
+        assert verdict.kind == kind
+        assert len(verdict.messages) == 1
+        assert verdict.contact is None
+        assert verdict.session is None
+        if kind == "wait":
+            assert 0 < verdict.wait_ms <= 60_000
         assert await _sessions(turn_db, conv) == 0
         assert (
             await turn_db.fetchval(
@@ -120,7 +135,7 @@ async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
             is None
         )
     finally:
-        await begun.lock.release()
+        await lock.release()
 
 
 async def test_a_conversation_without_work_is_not_taken(
@@ -128,8 +143,8 @@ async def test_a_conversation_without_work_is_not_taken(
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws, inbound=0)
-    assert await turn_store.begin(lock_pool, conv, "w1", prepare=True) is None
-    assert await turn_store.begin(lock_pool, uuid.uuid4(), "w1", prepare=True) is None
+    assert await turn_store.begin(lock_pool, conv, "w1") is None
+    assert await turn_store.begin(lock_pool, uuid.uuid4(), "w1") is None
     assert (
         await turn_db.fetchval(
             "select count(*) from public.conversation_turn_fences where conversation_id = $1", conv

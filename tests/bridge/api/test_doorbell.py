@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from bridge.api.doorbell import Doorbell
 from bridge.metrics import Metrics
-from bridge.queue import Enqueuer, InboundJob, JobName, inbound_job_id
+from bridge.queue import Enqueuer, JobName, TurnJob
 from tests.fixtures.devstack import free_port
 
 
@@ -32,9 +32,9 @@ def own_queue() -> str:
     return f"arq:queue:test-doorbell-{uuid.uuid4().hex[:8]}"
 
 
-def _jobs(n: int) -> list[InboundJob]:
+def _jobs(n: int) -> list[TurnJob]:
     """Jobs of as many conversations (a conversation's follow-ups are due later: test_queue)."""
-    return [InboundJob(str(uuid.uuid4()), str(uuid.uuid4()), f"cid-{i}") for i in range(n)]
+    return [TurnJob.for_message(str(uuid.uuid4()), str(uuid.uuid4()), f"cid-{i}") for i in range(n)]
 
 
 async def _started(redis_url: str, queue: str, metrics: Metrics, **kw: int) -> Doorbell:
@@ -56,13 +56,11 @@ async def test_rung_jobs_are_stored_as_arq_enqueues_them(
     finally:
         await bell.close()
     queued = await redis.zrange(own_queue, 0, -1, withscores=True)
-    assert sorted(m.decode() for m, _ in queued) == sorted(
-        inbound_job_id(j.message_id) for j in jobs
-    )
+    assert sorted(m.decode() for m, _ in queued) == sorted(j.job_id for j in jobs)
     for _, score in queued:
         assert before_ms - 1000 <= score <= time.time() * 1000 + 1000
     for job in jobs:
-        key = f"arq:job:{inbound_job_id(job.message_id)}"
+        key = f"arq:job:{job.job_id}"
         raw = await redis.get(key)
         assert raw is not None
         # arq's default expiry: a day past the time the job is due.
@@ -78,7 +76,7 @@ async def test_rung_jobs_are_stored_as_arq_enqueues_them(
         assert job_try is None
         assert abs(enqueue_ms - before_ms) < 5000
     assert metrics.value("bridge_jobs_enqueued_total") == 3
-    await redis.delete(own_queue, *(f"arq:job:{inbound_job_id(j.message_id)}" for j in jobs))
+    await redis.delete(own_queue, *(f"arq:job:{j.job_id}" for j in jobs))
 
 
 async def test_a_message_rung_twice_or_already_done_is_not_queued_again(
@@ -88,7 +86,7 @@ async def test_a_message_rung_twice_or_already_done_is_not_queued_again(
     bell = await _started(redis_url, own_queue, metrics)
     first, done = _jobs(2)
     # A job that already ran keeps its result key for a while: arq would not enqueue it again.
-    await redis.set(result_key_prefix + inbound_job_id(done.message_id), b"x", px=60_000)
+    await redis.set(result_key_prefix + done.job_id, b"x", px=60_000)
     try:
         bell.ring([first])
         await bell.drained()
@@ -100,8 +98,8 @@ async def test_a_message_rung_twice_or_already_done_is_not_queued_again(
     assert metrics.value("bridge_jobs_enqueued_total") == 1
     await redis.delete(
         own_queue,
-        f"arq:job:{inbound_job_id(first.message_id)}",
-        result_key_prefix + inbound_job_id(done.message_id),
+        f"arq:job:{first.job_id}",
+        result_key_prefix + done.job_id,
     )
 
 
@@ -130,7 +128,7 @@ async def test_a_full_queue_leaves_the_oldest_to_the_sweeper(
     bell.start()
     await bell.close()  # sends what is pending before stopping
     queued = {m.decode() for m in await redis.zrange(own_queue, 0, -1)}
-    assert queued == {inbound_job_id(j.message_id) for j in jobs[1:]}
+    assert queued == {j.job_id for j in jobs[1:]}
     await redis.delete(own_queue, *(f"arq:job:{m}" for m in queued))
 
 
@@ -155,4 +153,4 @@ async def test_large_bursts_go_in_several_round_trips(
     assert await _scripts_run(redis) - before == 5  # 7 + 7 + 7 + 7 + 2
     assert await redis.zcard(own_queue) == 30
     assert metrics.value("bridge_jobs_enqueued_total") == 30
-    await redis.delete(own_queue, *(f"arq:job:{inbound_job_id(j.message_id)}" for j in jobs))
+    await redis.delete(own_queue, *(f"arq:job:{j.job_id}" for j in jobs))

@@ -10,7 +10,7 @@ import pytest
 from jobs.engine.claude import ClaudeEngine, ClaudeSettings
 from jobs.engine.playbook_store import PlaybookCache
 from jobs.engine.protocol import EngineConfigurationError
-from jobs.engine.registry import EngineRegistry, build_engine
+from jobs.engine.registry import EngineRegistry
 from jobs.engine.sales import SalesEngine
 from tests.jobs.engine.conftest import AGENT_ID, message, turn_input
 from tests.jobs.engine.test_playbook_store import FakeClock
@@ -21,11 +21,11 @@ async def test_an_unknown_engine_id_is_a_configuration_error(
     seeded_db: asyncpg.Pool, agent_id: str
 ) -> None:
     with pytest.raises(EngineConfigurationError, match="unknown conversational agent"):
-        await build_engine(agent_id, workspace_id=uuid.uuid4(), pool=seeded_db)
+        await EngineRegistry().build(agent_id, workspace_id=uuid.uuid4(), pool=seeded_db)
 
 
 async def test_the_default_id_builds_the_sales_engine(seeded_db: asyncpg.Pool) -> None:
-    engine = await build_engine(AGENT_ID, workspace_id=uuid.uuid4(), pool=seeded_db)
+    engine = await EngineRegistry().build(AGENT_ID, workspace_id=uuid.uuid4(), pool=seeded_db)
     assert isinstance(engine, SalesEngine)
     assert engine.agent_id == AGENT_ID
     result = await engine.decide(turn_input([message("hola")], is_new=True))
@@ -33,7 +33,9 @@ async def test_the_default_id_builds_the_sales_engine(seeded_db: asyncpg.Pool) -
 
 
 async def test_the_diagnostic_engine_needs_no_playbook(seeded_db: asyncpg.Pool) -> None:
-    engine = await build_engine("diagnostic-v1", workspace_id=uuid.uuid4(), pool=seeded_db)
+    engine = await EngineRegistry().build(
+        "diagnostic-v1", workspace_id=uuid.uuid4(), pool=seeded_db
+    )
     assert engine.agent_id == "diagnostic-v1"
 
 
