@@ -111,7 +111,6 @@ class NormalisedBatch:
     """What one POST carries, flattened across every entry and change, in arrival order."""
 
     def __init__(self) -> None:
-        self.phone_number_ids: list[str] = []
         self.messages: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
 
@@ -123,8 +122,6 @@ class NormalisedBatch:
                 )
             return
         pnid = value.metadata.phone_number_id
-        if pnid not in self.phone_number_ids:
-            self.phone_number_ids.append(pnid)
         contacts = value.contacts
         for msg in value.messages:
             self.messages.append(_inbound_row(pnid, msg, _contact_for(contacts, msg)))
