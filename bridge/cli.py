@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "db":
-        report = asyncio.run(migrations.apply(args.database_url, seed=args.seed))
+        try:
+            report = asyncio.run(migrations.apply(args.database_url, seed=args.seed))
+        except migrations.MigrationHistoryMismatch as exc:
+            sys.stderr.write(f"bridge db apply: {exc}\n")  # what differs, and how to reset
+            return 1
         applied = ", ".join(report.applied) or "none (up to date)"
         sys.stdout.write(
             f"bootstrap: {'applied' if report.bootstrapped else 'present'}; migrations: {applied}"

@@ -77,6 +77,32 @@ async def test_cli_applies_schema(
     assert count == len(migrations.list_migrations())
 
 
+async def test_cli_refuses_a_database_built_from_other_files_with_the_reset_advice(
+    empty_database_factory: Callable[[], Awaitable[str]], capfd: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    url = await empty_database_factory()
+    assert await asyncio.to_thread(main, ["db", "apply", "--database-url", url]) == 0
+    first = migrations.list_migrations()[0]
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "update supabase_migrations.schema_migrations set statements = array['select 1']"
+            " where version = $1",
+            first.version,
+        )
+    finally:
+        await conn.close()
+    capfd.readouterr()
+    assert await asyncio.to_thread(main, ["db", "apply", "--database-url", url]) == 1
+    err = capfd.readouterr().err
+    assert err.startswith("bridge db apply: ")
+    assert first.version in err
+    assert "supabase db reset" in err
+    assert "Traceback" not in err
+
+
 def _tree(root: Path, files: dict[str, str]) -> Path:
     """A supabase/ directory of its own: the project's bootstrap and the given migrations."""
     supabase_dir = root / "supabase"
