@@ -1,8 +1,8 @@
 """Every statement of an agent turn, each a call to a SQL function of `supabase/migrations/`:
 `*_create_agent_turn_functions.sql` (the turn), `*_create_outbox_functions.sql` (the sender) or
 `*_create_handoff_conversation.sql`, so a turn costs a few round trips. The lock's own
-statements (take, fence, unlock) are in `jobs.lock`. Every write asserts the turn's fencing epoch, so a worker that lost
-its lock cannot change anything.
+statements (take, fence, unlock) are in `jobs.lock`. Every write asserts the turn's fencing
+epoch, so a worker that lost its lock cannot change anything.
 
 The database decides what a taken conversation needs next (`private.turn_verdict`), and the turn
 branches on that `Verdict`: the rule has one owner.
