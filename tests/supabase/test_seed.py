@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from bridge.migrations import SUPABASE_DIR
+from jobs.engine.playbook import FIRST_VISIT, SYSTEM_INTENTS
 from tests.fixtures.postgres import acting_as
 
 DEMO_WORKSPACE = UUID("10000000-0000-4000-8000-000000000001")
@@ -82,3 +83,30 @@ async def test_seed_can_run_again_without_changing_anything(conn: asyncpg.Connec
         await conn.execute(seed)
         after = await conn.fetch(counts)
     assert before == after
+
+
+async def test_demo_playbook_has_a_template_for_every_intent_the_engine_raises(
+    conn: asyncpg.Connection,
+) -> None:
+    """The engine answers these on its own initiative; one without a template would leave the
+    customer with no reply."""
+    languages = {
+        r["language"]
+        for r in await conn.fetch(
+            "select distinct language from public.agent_templates where agent_id = 'somnio-sales-v1'"
+        )
+    }
+    assert languages, "the demo playbook has templates"
+    missing = [
+        (intent, language)
+        for intent in SYSTEM_INTENTS
+        for language in sorted(languages)
+        if not await conn.fetchval(
+            "select exists (select 1 from public.agent_templates where agent_id = 'somnio-sales-v1'"
+            " and intent = $1 and language = $2 and visit_type = $3)",
+            intent,
+            language,
+            FIRST_VISIT,
+        )
+    ]
+    assert missing == []
