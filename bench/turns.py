@@ -1,8 +1,8 @@
-"""Agent turns under load: the real arq worker(s), the diagnostic engine, zero delays, the
-devstack stand-ins and Postgres on this machine.
+"""Agent turns under load: the real arq worker(s), the diagnostic engine, the devstack
+stand-ins and Postgres on this machine.
 
     uv run python -m bench turns [--conversations 1000] [--workers 1,2] [--max-jobs 5] \\
-        [--poll-delay 0.01]
+        [--poll-delay 0.01] [--think-ms 2000 [--think-max-jobs N] [--paced-seconds 10]]
 
 For each worker count: 1,000 conversations get two inbound messages each, stored through
 `public.ingest_whatsapp_webhook` 50 conversations per call and rung as the webhook rings them
@@ -14,19 +14,30 @@ first); then the workers run in burst mode until every turn is done. Reported:
 - typing START latency: lock taken -> a realtime-py subscriber receives START, p99 over a sample
   of 100 conversations;
 - ordering violations: conversations whose reply does not quote its messages in stored order,
-  that got more than one reply, or whose messages are not all processed (must be 0).
+  that got more than one reply, or whose messages are not all processed (must be 0);
+- peak connections: the most Postgres sessions the workers held at once (`pg_stat_activity`,
+  sampled every 50 ms).
+
+Real turns wait: with `--think-ms MS`, each worker count also runs two scenarios where every reply
+goes out MS after its turn decided (response speed 1, the diagnostic engine's `#delay=`), at the
+workers' own JOBS_MAX_JOBS unless `--think-max-jobs` says otherwise: "think burst" (the same
+burst) and "think paced" (customers arriving at half the zero-delay turns/s for
+`--paced-seconds`, workers already waiting). Their latency is the time beyond the designed delay,
+from the customer's last message stored to the reply recorded sent, p50/p99.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -41,11 +52,23 @@ from bridge.settings import LOCAL_SERVICE_ROLE_KEY
 from devstack.workspaces import Credentials, create_workspace
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# The workers' sessions carry this name (asyncpg passes unknown DSN parameters as settings).
+WORKER_APPLICATION = "bench-turns-worker"
 # Whose CPU is reported per turn (the realtime subscriber runs in this process: "load").
 CPU_ROLES = ("worker", "stand-in", "postgres", "redis", "load")
 
 
-async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    think_ms: int = 0
+    # Customers per second arriving while the workers wait; None: all of them before they start.
+    rate: float | None = None
+    seconds: float = 0.0
+    max_jobs: int | None = None
+
+
+async def _workspace(db: asyncpg.Pool, response_speed: float) -> tuple[uuid.UUID, str]:
     async with db.acquire() as conn:
         ws = await create_workspace(
             conn,
@@ -54,40 +77,47 @@ async def _workspace(db: asyncpg.Pool) -> tuple[uuid.UUID, str]:
             agent={
                 "agent_enabled": True,
                 "conversational_agent_id": "diagnostic-v1",
-                "response_speed": 0,
+                "response_speed": response_speed,
             },
         )
     return ws.id, ws.phone_number_id
 
 
-async def _ingest(db: asyncpg.Pool, pnid: str, conversations: int) -> list[list[dict[str, Any]]]:
-    """The new inbound messages of each webhook batch (50 conversations, 2 messages each)."""
+async def _ingest(
+    db: asyncpg.Pool, pnid: str, phones: list[str], think_ms: int
+) -> list[dict[str, Any]]:
+    """Two inbound messages per customer in one webhook batch; the new messages stored."""
     now = int(time.time())
-    new: list[list[dict[str, Any]]] = []
-    phones = [f"5731{i:08d}" for i in range(conversations)]
-    for start in range(0, conversations, 50):
-        rows = [
-            {
-                "direction": "inbound",
-                "phone_number_id": pnid,
-                "wamid": f"wamid.B{uuid.uuid4().hex}",
-                "phone": phone,
-                "bsuid": None,
-                "profile_name": None,
-                "type": "text",
-                "content": {"body": f"{phone}-{n}"},
-                "timestamp": now + n,
-                "context_wamid": None,
-            }
-            for phone in phones[start : start + 50]
-            for n in (1, 2)
-        ]
-        result = await db.fetchval(
-            "select public.ingest_whatsapp_webhook('meta', '{}'::jsonb, $1::jsonb, '[]'::jsonb)",
-            json.dumps(rows),
-        )
-        new.append(json.loads(result)["new_inbound"])
+    steer = f" #delay={think_ms}" if think_ms else ""
+    rows = [
+        {
+            "direction": "inbound",
+            "phone_number_id": pnid,
+            "wamid": f"wamid.B{uuid.uuid4().hex}",
+            "phone": phone,
+            "bsuid": None,
+            "profile_name": None,
+            "type": "text",
+            "content": {"body": f"{phone}-{n}{steer}"},
+            "timestamp": now + n,
+            "context_wamid": None,
+        }
+        for phone in phones
+        for n in (1, 2)
+    ]
+    result = await db.fetchval(
+        "select public.ingest_whatsapp_webhook('meta', '{}'::jsonb, $1::jsonb, '[]'::jsonb)",
+        json.dumps(rows),
+    )
+    new: list[dict[str, Any]] = json.loads(result)["new_inbound"]
     return new
+
+
+async def _ring(enqueuer: Enqueuer, batch: list[dict[str, Any]]) -> None:
+    """As the webhook rings: one job per message, one call per webhook batch."""
+    await enqueuer.enqueue(
+        [TurnJob.for_message(m["conversation_id"], m["message_id"], None) for m in batch]
+    )
 
 
 async def _watch_typing(
@@ -109,53 +139,77 @@ async def _watch_typing(
     return client, started
 
 
-async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, workers: int, scenario: Scenario) -> dict[str, Any]:
     queue = f"arq:queue:bench-{uuid.uuid4().hex[:8]}"
+    phones = [f"5731{i:08d}" for i in range(args.conversations)]
+    if scenario.rate is not None:
+        phones = phones[: max(1, round(scenario.rate * scenario.seconds))]
     async with (
         bench_database(history=args.history) as database_url,
         devstack(database_url) as url,
     ):
         db = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
-        ws, pnid = await _workspace(db)
-        batches = await _ingest(db, pnid, args.conversations)
+        ws, pnid = await _workspace(db, 1.0 if scenario.think_ms else 0.0)
+        redis = await create_pool(redis_settings(REDIS_URL), default_queue_name=queue)
+        enqueuer = Enqueuer(REDIS_URL, queue)
+        burst = scenario.rate is None
+        batches = (
+            [
+                await _ingest(db, pnid, phones[i : i + 50], scenario.think_ms)
+                for i in range(0, len(phones), 50)
+            ]
+            if burst
+            else []
+        )
         sample = sorted({m["conversation_id"] for b in batches for m in b})[:100]
         client, started = await _watch_typing(url, sample)
-        redis = await create_pool(redis_settings(REDIS_URL), default_queue_name=queue)
-        # Rung as the webhook rings them: one job per message, one batch per webhook call.
-        enqueuer = Enqueuer(REDIS_URL, queue)
         for batch in batches:
-            await enqueuer.enqueue(
-                [TurnJob.for_message(m["conversation_id"], m["message_id"], None) for m in batch]
-            )
-        await enqueuer.close()
+            await _ring(enqueuer, batch)
+        separator = "&" if "?" in database_url else "?"
         env = {
             **os.environ,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": f"{database_url}{separator}application_name={WORKER_APPLICATION}",
             "REDIS_URL": REDIS_URL,
             "ARQ_QUEUE_NAME": queue,
             "SUPABASE_URL": url,
             "SUPABASE_SERVICE_ROLE_KEY": LOCAL_SERVICE_ROLE_KEY,
             "WHATSAPP_API_BASE_URL": f"{url}/whatsapp/v21.0",
             "BRIDGE_LOG_LEVEL": "WARNING",
-            "JOBS_MAX_JOBS": str(args.max_jobs),
             "JOBS_POLL_DELAY_SECONDS": str(args.poll_delay),
             "JOBS_SWEEP_AFTER_SECONDS": "3600",
         }
+        max_jobs = scenario.max_jobs if scenario.think_ms else args.max_jobs
+        if max_jobs is not None:
+            env["JOBS_MAX_JOBS"] = str(max_jobs)
+        else:
+            env.pop("JOBS_MAX_JOBS", None)
+        command = [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"]
         children_before = _children_cpu()
+        peak = _PeakConnections(db)
         with cpu.Sampler() as sampler:
             procs = [
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "arq", "jobs.worker.WorkerSettings", "--burst", env=env
+                    *command, *(["--burst"] if burst else []), env=env
                 )
                 for _ in range(workers)
             ]
+            peak.start()
+            if not burst:
+                await _arrive(db, enqueuer, pnid, phones, scenario)
+                await _until_answered(db, ws, len(phones), procs)
+                for proc in procs:
+                    if proc.returncode is None:
+                        proc.terminate()
             await asyncio.gather(*(p.wait() for p in procs))
+            await peak.stop()
+        await enqueuer.close()
         cpu_spent = sampler.spent()
         # The workers have exited: their CPU is what the waited-for children used.
         cpu_spent["worker"] = _children_cpu() - children_before
         await asyncio.sleep(0.5)
         await client.close()
-        report = await _measure(db, ws, started)
+        report = await _measure(db, ws, started, scenario.think_ms)
+        report["peak_connections"] = peak.value
         report["cpu"] = cpu.per_item(cpu_spent, report["turns"], CPU_ROLES)
         await redis.delete(queue)
         await redis.aclose()
@@ -163,12 +217,71 @@ async def _run(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         return report
 
 
+async def _arrive(
+    db: asyncpg.Pool, enqueuer: Enqueuer, pnid: str, phones: list[str], scenario: Scenario
+) -> None:
+    """Customers arriving at the scenario's rate, stored and rung every 100 ms."""
+    assert scenario.rate is not None
+    begin = time.monotonic()
+    sent = 0
+    while sent < len(phones):
+        due = min(len(phones), round(scenario.rate * (time.monotonic() - begin + 0.1)))
+        if due > sent:
+            await _ring(enqueuer, await _ingest(db, pnid, phones[sent:due], scenario.think_ms))
+            sent = due
+        await asyncio.sleep(0.1)
+
+
+async def _until_answered(
+    db: asyncpg.Pool, ws: uuid.UUID, customers: int, procs: list[asyncio.subprocess.Process]
+) -> None:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and all(p.returncode is None for p in procs):
+        answered = await db.fetchval(
+            "select count(distinct conversation_id) from public.messages"
+            " where workspace_id = $1 and direction = 'outbound' and status = 'sent'",
+            ws,
+        )
+        if answered >= customers:
+            return
+        await asyncio.sleep(0.2)
+
+
+class _PeakConnections:
+    """The most Postgres sessions the workers held at once."""
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self._db = db
+        self.value = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            count = await self._db.fetchval(
+                "select count(*) from pg_stat_activity where application_name = $1",
+                WORKER_APPLICATION,
+            )
+            self.value = max(self.value, count)
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -> dict[str, Any]:
+async def _measure(
+    db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float], think_ms: int
+) -> dict[str, Any]:
     rows = await db.fetch(
         """
         select c.id, extract(epoch from f.acquired_at) as locked,
@@ -181,6 +294,8 @@ async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -
                (select array_agg(m.content ->> 'body' order by m.timestamp, m.created_at, m.id)
                   from public.messages m where m.conversation_id = c.id
                    and m.direction = 'inbound') as inbound,
+               (select extract(epoch from max(m.created_at)) from public.messages m
+                 where m.conversation_id = c.id and m.direction = 'inbound') as arrived,
                (select bool_and(m.processed_by_agent) from public.messages m
                  where m.conversation_id = c.id and m.direction = 'inbound') as processed
           from public.conversations c
@@ -189,7 +304,8 @@ async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -
         """,
         ws,
     )
-    overhead, violations, turns, first, last = [], 0, 0, float("inf"), 0.0
+    overhead, beyond, violations, turns = [], [], 0, 0
+    first, last = float("inf"), 0.0
     for r in rows:
         replies = r["replies"] or []
         turns += len(replies)
@@ -199,6 +315,7 @@ async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -
             continue
         sent = float(r["sent_at"][-1])
         overhead.append(sent - float(r["locked"]))
+        beyond.append(sent - float(r["arrived"]) - think_ms / 1000)
         first, last = min(first, float(r["locked"])), max(last, sent)
     locked = {str(r["id"]): float(r["locked"]) for r in rows}
     typing = [t - locked[c] for c, t in started.items() if c in locked]
@@ -208,7 +325,9 @@ async def _measure(db: asyncpg.Pool, ws: uuid.UUID, started: dict[str, float]) -
         "turns_per_s": turns / (last - first) if last > first else float("nan"),
         "overhead_p50_ms": percentile(overhead, 50) * 1000,
         "overhead_p99_ms": percentile(overhead, 99) * 1000,
-        "typing_p99_ms": percentile(typing, 99) * 1000,
+        "beyond_p50_ms": percentile(beyond, 50) * 1000,
+        "beyond_p99_ms": percentile(beyond, 99) * 1000,
+        "typing_p99_ms": percentile(typing, 99) * 1000 if typing else float("nan"),
         "typing_n": len(typing),
         "violations": violations,
     }
@@ -228,16 +347,49 @@ async def main(argv: list[str]) -> None:
         help="past customers of another workspace written and analyzed first (bench.history)",
     )
     parser.add_argument("--poll-delay", type=float, default=0.01, help="arq poll delay, seconds")
+    parser.add_argument(
+        "--think-ms", type=int, default=0, help="also run scenarios whose replies wait this long"
+    )
+    parser.add_argument(
+        "--think-max-jobs",
+        type=int,
+        default=None,
+        help="JOBS_MAX_JOBS of the think scenarios (default: the worker's own)",
+    )
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     print(
-        "workers | conversations | turns | turns/s | overhead p50 | overhead p99 |"
-        " typing START p99 | ordering violations | CPU ms per turn"
+        "workers | scenario | conversations | turns | turns/s | overhead p50 | overhead p99 |"
+        " beyond delay p50 / p99 | typing START p99 | ordering violations |"
+        " peak worker connections | CPU ms per turn"
     )
     for workers in [int(w) for w in args.workers.split(",")]:
-        r = await _run(args, workers)
-        print(
-            f"{workers} | {r['conversations']} | {r['turns']} | {r['turns_per_s']:.0f} |"
-            f" {r['overhead_p50_ms']:.1f} ms | {r['overhead_p99_ms']:.1f} ms |"
-            f" {r['typing_p99_ms']:.1f} ms (n={r['typing_n']}) | {r['violations']} |"
-            f" {r['cpu']}"
+        zero = await _run(args, workers, Scenario("zero-delay burst"))
+        _print(workers, "zero-delay burst", zero)
+        if not args.think_ms:
+            continue
+        think = Scenario(
+            f"think {args.think_ms} ms burst", args.think_ms, max_jobs=args.think_max_jobs
         )
+        _print(workers, think.name, await _run(args, workers, think), zero)
+        paced = Scenario(
+            f"think {args.think_ms} ms paced {zero['turns_per_s'] / 2:.0f}/s",
+            args.think_ms,
+            rate=zero["turns_per_s"] / 2,
+            seconds=args.paced_seconds,
+            max_jobs=args.think_max_jobs,
+        )
+        _print(workers, paced.name, await _run(args, workers, paced))
+
+
+def _print(workers: int, name: str, r: dict[str, Any], zero: dict[str, Any] | None = None) -> None:
+    share = f" ({r['turns_per_s'] / zero['turns_per_s']:.0%} of zero-delay)" if zero else ""
+    print(
+        f"{workers} | {name} | {r['conversations']} | {r['turns']} |"
+        f" {r['turns_per_s']:.0f}{share} |"
+        f" {r['overhead_p50_ms']:.1f} ms | {r['overhead_p99_ms']:.1f} ms |"
+        f" {r['beyond_p50_ms']:.0f} / {r['beyond_p99_ms']:.0f} ms |"
+        f" {r['typing_p99_ms']:.1f} ms (n={r['typing_n']}) | {r['violations']} |"
+        f" {r['peak_connections']} | {r['cpu']}",
+        flush=True,
+    )
