@@ -23,6 +23,10 @@ alter default privileges in schema private revoke all on tables from public, ano
 -- TRIGGER): tables created from here on do not grant them to anon or authenticated.
 alter default privileges in schema public revoke truncate, references, trigger on tables from anon, authenticated;
 
+-- Sequences (identity columns) serve only the writers of their table: the API roles insert into
+-- no table that has one, and UPDATE on a sequence would let them move it (setval).
+alter default privileges in schema public revoke all on sequences from anon, authenticated;
+
 -- ---------------------------------------------------------------------------------------------
 -- updated_at maintenance, shared by every table that has the column.
 -- ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ comment on column public.whatsapp_channels.phone_number_id is
 comment on column public.whatsapp_channels.provider is
   'Who hosts the Cloud API for this number: meta (graph.facebook.com) or 360dialog.';
 comment on column public.whatsapp_channels.api_base_url is
-  'Base URL of the provider API for this number; null means the bridge''s configured default.';
+  'Base URL of the provider API for this number; null means the bridge''s configured default. Written by the service role only.';
 create index whatsapp_channels_workspace_id_idx on public.whatsapp_channels (workspace_id);
 
 create trigger whatsapp_channels_set_updated_at
@@ -47,6 +47,15 @@ create policy whatsapp_channels_authenticated_update_admin on public.whatsapp_ch
 create policy whatsapp_channels_authenticated_delete_admin on public.whatsapp_channels
   for delete to authenticated
   using (private.is_workspace_admin(workspace_id));
+
+-- What members may write (RLS above picks the rows, these grants the columns): owners and admins
+-- register a number (workspace_id, phone_number_id, display_phone_number, provider) and change
+-- its display number and provider. Where the worker sends (api_base_url) is the operator's: the
+-- service role only, so no tenant can point the bridge's token at a host of its choosing.
+revoke insert, update on public.whatsapp_channels from anon, authenticated;
+grant insert (workspace_id, phone_number_id, display_phone_number, provider)
+  on public.whatsapp_channels to authenticated;
+grant update (display_phone_number, provider) on public.whatsapp_channels to authenticated;
 
 -- ---------------------------------------------------------------------------------------------
 -- Credentials: one row per channel, absent when the bridge's environment defaults apply.

@@ -33,9 +33,9 @@ comment on table public.team_members is 'Membership of a user in a team, with th
 comment on column public.team_members.is_online is
   'Manual availability toggle: only online members receive handoffs.';
 comment on column public.team_members.last_assigned_at is
-  'When public.assign_next_agent last picked this user (stamped on all their rows in the workspace).';
+  'When public.assign_next_agent last picked this user (stamped on all their rows in the workspace); written by it only.';
 comment on column public.team_members.max_open_handoffs is
-  'Optional capacity: the user is skipped while this many pending handoff tasks are assigned to them. Null = unlimited.';
+  'Optional capacity: the user is skipped while this many pending handoff tasks the bridge created are assigned to them. Null = unlimited.';
 create index team_members_user_id_idx on public.team_members (user_id);
 create index team_members_online_idx on public.team_members (team_id) where is_online;
 
@@ -136,3 +136,11 @@ create policy team_members_authenticated_update on public.team_members
 create policy team_members_authenticated_delete_admin on public.team_members
   for delete to authenticated
   using (private.is_workspace_admin(private.workspace_of_team(team_id)));
+
+-- What members may write (column grants; RLS and the guard trigger pick the rows and narrow
+-- agents to their own is_online): admins add people to teams and set their capacity; the
+-- round-robin state (last_assigned_at) is written only by public.assign_next_agent, so nobody
+-- steers who gets the next handoff by editing it.
+revoke insert, update on public.team_members from anon, authenticated;
+grant insert (team_id, user_id, is_online, max_open_handoffs) on public.team_members to authenticated;
+grant update (team_id, user_id, is_online, max_open_handoffs) on public.team_members to authenticated;

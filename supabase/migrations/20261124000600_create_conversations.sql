@@ -36,12 +36,14 @@ create table public.conversations (
 );
 comment on table public.conversations is
   'The WhatsApp conversation with one customer in one workspace (inbox row).';
+comment on column public.conversations.channel_id is
+  'The workspace''s channel the worker replies from; null (channel deleted) means it cannot reply.';
 comment on column public.conversations.phone is
   'Customer phone, E.164 digits as WhatsApp gives them; null when only the BSUID is known.';
 comment on column public.conversations.bsuid is
   'Customer business-scoped user id (webhook user_id); null when only the phone is known.';
 comment on column public.conversations.phone_number_id is
-  'The business number (whatsapp_channels.phone_number_id) the conversation runs on.';
+  'The business number (whatsapp_channels.phone_number_id) the conversation started on, as the intake saw it; informative only: replies go out through channel_id.';
 comment on column public.conversations.last_customer_message_at is
   'Time of the last inbound message: opens the 24 h customer service window.';
 comment on column public.conversations.agent_conversational is
@@ -68,19 +70,46 @@ create trigger conversations_set_updated_at
   before update on public.conversations
   for each row execute function private.set_updated_at();
 
+-- A conversation written without its channel gets the one of its own workspace with the number
+-- it names, if any: a number is never looked up across workspaces, so naming another tenant's
+-- number leaves the conversation without a channel (and the worker unable to send).
+create or replace function private.fill_conversation_channel()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.channel_id is null then
+    select ch.id into new.channel_id
+      from public.whatsapp_channels ch
+     where ch.workspace_id = new.workspace_id and ch.phone_number_id = new.phone_number_id;
+  end if;
+  return new;
+end;
+$$;
+comment on function private.fill_conversation_channel() is
+  'BEFORE INSERT trigger on conversations: fills channel_id from phone_number_id, within the workspace only.';
+revoke execute on function private.fill_conversation_channel() from public, anon, authenticated;
+
+create trigger conversations_fill_channel
+  before insert on public.conversations
+  for each row execute function private.fill_conversation_channel();
+
 -- ---------------------------------------------------------------------------------------------
--- RLS: members read, create and update their workspace's conversations; owners and admins
--- delete them.
+-- RLS: members read and update their workspace's conversations; owners and admins delete them.
+-- Conversations are created by the intake (the service role), never through the API.
+-- What members may write (column grants; RLS picks the rows): the inbox's own state (status,
+-- is_read, unread_count), assignment (assigned_to, team_id), the agent overrides
+-- (agent_conversational, agent_crm), the linked contact and the display name. Routing and
+-- identity (workspace_id, channel_id, phone_number_id, phone, bsuid) and the last-message fields
+-- are the intake's: the worker sends from the conversation's channel_id, so no member may move
+-- a conversation onto another number.
 -- ---------------------------------------------------------------------------------------------
 alter table public.conversations enable row level security;
 
 create policy conversations_authenticated_select on public.conversations
   for select to authenticated
   using (private.is_workspace_member(workspace_id));
-
-create policy conversations_authenticated_insert on public.conversations
-  for insert to authenticated
-  with check (private.is_workspace_member(workspace_id));
 
 create policy conversations_authenticated_update on public.conversations
   for update to authenticated
@@ -90,3 +119,7 @@ create policy conversations_authenticated_update on public.conversations
 create policy conversations_authenticated_delete_admin on public.conversations
   for delete to authenticated
   using (private.is_workspace_admin(workspace_id));
+
+revoke insert, update on public.conversations from anon, authenticated;
+grant update (status, is_read, unread_count, assigned_to, team_id, agent_conversational, agent_crm,
+  contact_id, profile_name) on public.conversations to authenticated;

@@ -52,7 +52,12 @@ create index messages_unprocessed_inbound_idx
 create index messages_workspace_id_idx on public.messages (workspace_id);
 
 -- ---------------------------------------------------------------------------------------------
--- RLS: members read, write and update their workspace's messages; owners and admins delete.
+-- RLS: members read their workspace's messages; owners and admins delete them.
+-- Members write no column: every row is the intake's (inbound, echoes) or the worker's (the
+-- outbox), and each column is provenance the bridge relies on: wamid is the intake's dedupe key
+-- (a member choosing one could make another tenant's message look like a duplicate), direction,
+-- status and processed_by_agent decide what the worker answers and sends, sent_by_agent says who
+-- wrote a reply. Column grants cover the columns added later (the outbox's) too.
 -- ---------------------------------------------------------------------------------------------
 alter table public.messages enable row level security;
 
@@ -60,15 +65,8 @@ create policy messages_authenticated_select on public.messages
   for select to authenticated
   using (private.is_workspace_member(workspace_id));
 
-create policy messages_authenticated_insert on public.messages
-  for insert to authenticated
-  with check (private.is_workspace_member(workspace_id));
-
-create policy messages_authenticated_update on public.messages
-  for update to authenticated
-  using (private.is_workspace_member(workspace_id))
-  with check (private.is_workspace_member(workspace_id));
-
 create policy messages_authenticated_delete_admin on public.messages
   for delete to authenticated
   using (private.is_workspace_admin(workspace_id));
+
+revoke insert, update on public.messages from anon, authenticated;

@@ -16,6 +16,7 @@ create table public.tasks (
   contact_id uuid,
   assigned_to uuid references auth.users (id) on delete set null,
   created_by uuid references auth.users (id) on delete set null,
+  created_by_bridge boolean not null default false,
   completed_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -26,8 +27,10 @@ create table public.tasks (
 );
 comment on table public.tasks is 'Work for a human: follow-ups, and the handoffs the AI agent hands over.';
 comment on column public.tasks.type is
-  'Free-form kind of task; ''handoff'' marks a conversation handed over by the AI agent (counted by the round-robin capacity).';
+  'Free-form kind of task; ''handoff'' marks a conversation handed over to a human (the round-robin capacity counts the pending ones the bridge created).';
 comment on column public.tasks.created_by is 'The user who created the task; null when the system did.';
+comment on column public.tasks.created_by_bridge is
+  'True for the tasks the bridge created (handoffs). Only the service role writes it; the round-robin capacity counts only these.';
 comment on column public.tasks.completed_at is 'Set when status becomes completed, cleared when it returns to pending.';
 
 create index tasks_workspace_id_status_idx on public.tasks (workspace_id, status);
@@ -35,7 +38,8 @@ create index tasks_pending_due_date_idx
   on public.tasks (workspace_id, due_date) where status = 'pending';
 create index tasks_assigned_to_idx on public.tasks (assigned_to) where assigned_to is not null;
 create index tasks_open_handoffs_idx
-  on public.tasks (workspace_id, assigned_to) where type = 'handoff' and status = 'pending';
+  on public.tasks (workspace_id, assigned_to)
+  where type = 'handoff' and status = 'pending' and created_by_bridge;
 create index tasks_conversation_id_idx
   on public.tasks (conversation_id) where conversation_id is not null;
 create index tasks_contact_id_idx on public.tasks (contact_id) where contact_id is not null;
@@ -99,3 +103,13 @@ create policy tasks_authenticated_update on public.tasks
 create policy tasks_authenticated_delete_admin on public.tasks
   for delete to authenticated
   using (private.is_workspace_admin(workspace_id));
+
+-- What members may write (column grants; RLS picks the rows): a task's content, state, links and
+-- assignee. Authorship is fixed at creation (created_by: themselves or null, by the insert
+-- policy; never changed afterwards), and created_by_bridge, which makes a task count toward a
+-- colleague's round-robin capacity, is the service role's alone.
+revoke insert, update on public.tasks from anon, authenticated;
+grant insert (workspace_id, title, description, due_date, priority, status, type, conversation_id,
+  contact_id, assigned_to, created_by) on public.tasks to authenticated;
+grant update (title, description, due_date, priority, status, type, conversation_id, contact_id,
+  assigned_to) on public.tasks to authenticated;

@@ -18,9 +18,9 @@ create table public.whatsapp_webhook_events (
   created_at timestamptz not null default now()
 );
 comment on table public.whatsapp_webhook_events is
-  'Every WhatsApp webhook POST as received (raw payload), with its processing outcome. Service role writes; workspace admins may read.';
+  'Every WhatsApp webhook POST as received (raw payload), with its processing outcome. Service role only: a payload may hold several workspaces'' customers.';
 comment on column public.whatsapp_webhook_events.workspace_id is
-  'The workspace the delivery was routed to; null while unrouted or when no channel matched.';
+  'The workspace the delivery was routed to, when it was one; null when no channel matched or the POST held several workspaces'' numbers.';
 comment on column public.whatsapp_webhook_events.provider is
   'Which signature the delivery carried: meta or 360dialog. Deliberately unchecked: a raw event is never rejected.';
 comment on column public.whatsapp_webhook_events.phone_number_ids is
@@ -37,8 +37,8 @@ create index whatsapp_webhook_events_pending_idx
 
 alter table public.whatsapp_webhook_events enable row level security;
 
--- Payloads hold customers' personal data: only owners and admins of the routed workspace read
--- them. No insert, update or delete policy: the API roles never write here.
-create policy whatsapp_webhook_events_authenticated_select_admin on public.whatsapp_webhook_events
-  for select to authenticated
-  using (private.is_workspace_admin(workspace_id));
+-- Readable by no member: one POST may carry several tenants' numbers (Meta batches changes per
+-- app), so a raw payload can hold another workspace's customers. Members see what the intake
+-- made of it (their conversations and messages); the raw record is the operator's, read with
+-- the service role. No policy, and no privilege either.
+revoke all on public.whatsapp_webhook_events from anon, authenticated;

@@ -6,7 +6,8 @@
 
 -- SECURITY DEFINER: it updates team_members rows of every candidate, which a plain member may
 -- not. It therefore checks the caller itself: roles that bypass RLS anyway (service_role, the
--- database owner) may assign in any workspace; anyone else only in a workspace they belong to.
+-- database owner) may assign in any workspace; anyone else only in a workspace they administer:
+-- each call moves the rotation, so an agent calling it could choose who gets the next handoff.
 -- The caller's role is read from the `role` setting (what PostgREST and `set role` change),
 -- which a SECURITY DEFINER call does not alter.
 create or replace function private.assign_next_agent(p_workspace_id uuid)
@@ -28,7 +29,7 @@ begin
 
   select r.rolsuper or r.rolbypassrls into v_privileged
     from pg_catalog.pg_roles r where r.rolname = v_caller;
-  if not coalesce(v_privileged, false) and not private.is_workspace_member(p_workspace_id) then
+  if not coalesce(v_privileged, false) and not private.is_workspace_admin(p_workspace_id) then
     raise exception 'permission denied to assign agents in workspace %', p_workspace_id
       using errcode = '42501';
   end if;
@@ -43,7 +44,9 @@ begin
     pg_catalog.hashtext('public.assign_next_agent'), pg_catalog.hashtext(p_workspace_id::text));
 
   -- Each person once, however many of the workspace's teams they are in; only current members
-  -- of the workspace; online in at least one team; under their capacity when one is set.
+  -- of the workspace; online in at least one team; under their capacity when one is set. Only
+  -- the handoffs the bridge created count: members can write tasks, and fake ones must not fill
+  -- a colleague's capacity.
   select c.user_id into v_user_id
     from (
       select tm.user_id,
@@ -61,7 +64,7 @@ begin
       or c.max_open_handoffs > (
         select count(*) from public.tasks k
          where k.workspace_id = p_workspace_id and k.assigned_to = c.user_id
-           and k.type = 'handoff' and k.status = 'pending')
+           and k.type = 'handoff' and k.status = 'pending' and k.created_by_bridge)
    order by c.last_assigned_at asc nulls first, c.user_id asc
    limit 1;
 
@@ -101,6 +104,6 @@ as $$
   select private.assign_next_agent(p_workspace_id)
 $$;
 comment on function public.assign_next_agent(uuid) is
-  'Round-robin: the online team member of the workspace assigned least recently (never-assigned first, ties by user id), skipping members at their max_open_handoffs; stamps their last_assigned_at and returns their user id, or null when nobody is eligible. Serialised per workspace. Callable by the service role, and by members for their own workspace (42501 otherwise).';
+  'Round-robin: the online team member of the workspace assigned least recently (never-assigned first, ties by user id), skipping members at their max_open_handoffs (pending handoff tasks the bridge created); stamps their last_assigned_at and returns their user id, or null when nobody is eligible. Serialised per workspace. Callable by the service role, and by owners and admins for their own workspace (42501 otherwise).';
 revoke execute on function public.assign_next_agent(uuid) from public, anon;
 grant execute on function public.assign_next_agent(uuid) to authenticated, service_role;

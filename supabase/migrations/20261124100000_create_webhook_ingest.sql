@@ -5,17 +5,21 @@
 -- The bridge parses the body into normalised message and status rows and calls
 -- public.ingest_whatsapp_webhook through PostgREST; the function routes each change to its
 -- workspace, finds or creates the conversation, inserts messages idempotently (unique wamid),
--- applies statuses monotonically, stores the raw event with its outcome and returns the inbound
--- messages that are NEW.
+-- applies statuses monotonically to messages of the reporting channel, stores the raw event with
+-- its outcome and returns the inbound messages that are NEW.
 -- =============================================================================================
 
 -- ---------------------------------------------------------------------------------------------
--- Delivery statuses. Those that arrive before their message row exists (a status webhook can
--- beat the sender's own write of the wamid) wait as orphans until the message appears.
+-- Delivery statuses. A status applies only to a message of the channel (phone_number_id and
+-- provider) that reported it: wamids are unique, but a status naming another tenant's wamid must
+-- not move that tenant's message. Those that arrive before their message row exists (a status
+-- webhook can beat the sender's own write of the wamid) wait as orphans until the message
+-- appears, for a day at most.
 -- ---------------------------------------------------------------------------------------------
 create table public.message_status_orphans (
   id bigint generated always as identity primary key,
   wamid text not null,
+  channel_id uuid references public.whatsapp_channels (id) on delete cascade,
   status text not null,
   status_timestamp timestamptz not null default now(),
   error_code text,
@@ -23,11 +27,17 @@ create table public.message_status_orphans (
   received_at timestamptz not null default now()
 );
 comment on table public.message_status_orphans is
-  'Delivery statuses received for a wamid no message row has yet; applied when it appears.';
+  'Delivery statuses received for a wamid no message row of their channel has yet; applied when it appears, expired after a day.';
+comment on column public.message_status_orphans.channel_id is
+  'The channel that reported the status; it applies only to a message of a conversation on that channel. The intake always sets it; null (a row written by hand) matches any channel.';
 create index message_status_orphans_wamid_idx on public.message_status_orphans (wamid);
+create index message_status_orphans_channel_id_idx on public.message_status_orphans (channel_id);
+create index message_status_orphans_received_at_idx on public.message_status_orphans (received_at);
 alter table public.message_status_orphans enable row level security;
--- No policies: only the service role (which bypasses RLS) reads or writes these rows.
+-- No policies: only the service role (which bypasses RLS) reads or writes these rows, and only it
+-- needs the identity's sequence.
 revoke all on public.message_status_orphans from anon, authenticated;
+revoke all on sequence public.message_status_orphans_id_seq from anon, authenticated;
 
 -- Delivery order of a status; failed sits outside the ladder.
 create or replace function private.message_status_rank(p_status text)
@@ -43,12 +53,14 @@ as $$
     else null end
 $$;
 
--- Apply one status to the message with that wamid, never moving it backwards:
+-- Apply one status to the message with that wamid on that channel, never moving it backwards:
 -- sent < delivered < read < played. `failed` applies only before delivery and keeps its error;
 -- a later delivered/read (WhatsApp multi-device) still upgrades it, the error staying on record.
--- Returns false when no message has that wamid (the caller keeps the status as an orphan).
+-- Returns false when no message of the channel has that wamid (the caller keeps the status as an
+-- orphan). A null channel matches any (only orphans written by hand have none).
 create or replace function private.apply_message_status(
-  p_wamid text, p_status text, p_timestamp timestamptz, p_error_code text, p_error_message text
+  p_channel_id uuid, p_wamid text, p_status text, p_timestamp timestamptz, p_error_code text,
+  p_error_message text
 ) returns boolean
 language plpgsql
 set search_path = ''
@@ -59,8 +71,10 @@ declare
   v_new_rank int := private.message_status_rank(p_status);
 begin
   select m.id, m.status into v_id, v_current
-  from public.messages m where m.wamid = p_wamid
-  for update;
+  from public.messages m
+  join public.conversations c on c.id = m.conversation_id
+  where m.wamid = p_wamid and (p_channel_id is null or c.channel_id = p_channel_id)
+  for update of m;
   if not found then
     return false;
   end if;
@@ -84,7 +98,8 @@ begin
 end;
 $$;
 
--- Apply (and forget) the statuses that arrived before the message with this wamid.
+-- Apply (and forget) the statuses that arrived, from its own channel, before the message with
+-- this wamid. Orphans reported by another channel stay until they expire.
 create or replace function private.apply_orphan_statuses(p_wamid text)
 returns int
 language plpgsql
@@ -95,23 +110,54 @@ declare
   n int := 0;
 begin
   for o in
-    delete from public.message_status_orphans where wamid = p_wamid
-    returning status, status_timestamp, error_code, error_message
+    delete from public.message_status_orphans so
+     where so.wamid = p_wamid
+       and (so.channel_id is null
+            or so.channel_id = (select c.channel_id from public.messages m
+                                  join public.conversations c on c.id = m.conversation_id
+                                 where m.wamid = p_wamid))
+    returning so.channel_id, so.status, so.status_timestamp, so.error_code, so.error_message
   loop
     perform private.apply_message_status(
-      p_wamid, o.status, o.status_timestamp, o.error_code, o.error_message);
+      o.channel_id, p_wamid, o.status, o.status_timestamp, o.error_code, o.error_message);
     n := n + 1;
   end loop;
   return n;
 end;
 $$;
 
+-- Orphans older than p_max_age: their message never appeared (or is another channel's), so they
+-- never will apply. The intake calls it whenever it keeps new orphans, so the table stays small
+-- without a scheduler; the sweeper may call it too. Rows another transaction is deleting are
+-- skipped, never waited for. Returns how many went.
+create or replace function private.expire_status_orphans(p_max_age interval default interval '1 day')
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count int;
+begin
+  delete from public.message_status_orphans o
+   where o.id in (select x.id from public.message_status_orphans x
+                   where x.received_at < now() - p_max_age
+                   order by x.received_at
+                   limit 10000
+                   for update skip locked);
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+comment on function private.expire_status_orphans(interval) is
+  'Deletes orphan statuses older than p_max_age (a day by default), at most 10000 per call; returns how many. Service role only.';
+
 revoke execute on function private.message_status_rank(text) from public;
-revoke execute on function private.apply_message_status(text, text, timestamptz, text, text) from public;
+revoke execute on function private.apply_message_status(uuid, text, text, timestamptz, text, text) from public;
 revoke execute on function private.apply_orphan_statuses(text) from public;
+revoke execute on function private.expire_status_orphans(interval) from public;
 grant execute on function private.message_status_rank(text),
-  private.apply_message_status(text, text, timestamptz, text, text),
-  private.apply_orphan_statuses(text) to service_role;
+  private.apply_message_status(uuid, text, text, timestamptz, text, text),
+  private.apply_orphan_statuses(text), private.expire_status_orphans(interval) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- A customer's conversation and contact, found by WhatsApp identity: the BSUID match first, then
@@ -178,8 +224,11 @@ grant execute on function private.find_conversation(uuid, text, text),
 -- The intake call. Per stored message: the channel (looked up once per business number), the
 -- conversation (created when missing; a concurrent delivery's row wins), the message insert and
 -- one conversation update that fills the identity fields it lacks, the last-message fields and
--- the contact with the same identity. The raw event is written last, with its outcome, in the
--- same transaction: all of it or nothing.
+-- the contact with the same identity. A wamid another workspace already holds is not a
+-- duplicate: the message is stored without it (error_code wamid_conflict), never dropped. Per
+-- status: its channel, then the message of that channel, else an orphan (at most
+-- max_orphans_per_post per call; the raw event keeps the rest). The raw event is written last,
+-- with its outcome, in the same transaction: all of it or nothing.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.ingest_whatsapp_webhook(
   p_provider text,
@@ -223,6 +272,12 @@ declare
   v_orphaned int := 0;
   v_pnids text[] := '{}'::text[];
   v_wamids text[] := '{}'::text[];
+  v_workspaces uuid[] := '{}'::uuid[];
+  v_holder uuid;
+  v_conflicts int := 0;
+  v_dropped int := 0;
+  -- Orphans kept per call: a real POST carries a handful, so a flood is cut here, not stored.
+  c_max_orphans constant int := 1000;
 begin
   if p_payload is null then
     raise exception 'p_payload is required' using errcode = '22004';
@@ -261,6 +316,9 @@ begin
       continue;
     end if;
     v_routed := v_routed + 1;
+    if not v_workspace_id = any(v_workspaces) then
+      v_workspaces := v_workspaces || v_workspace_id;
+    end if;
     v_inbound := (m ->> 'direction') = 'inbound';
     v_ts := coalesce(to_timestamp((m ->> 'timestamp')::double precision), now());
     v_phone := nullif(m ->> 'phone', '');
@@ -308,6 +366,25 @@ begin
     returning id into v_message_id;
 
     if v_message_id is null then
+      -- Held by another workspace: not a redelivery of this one's message. Stored without the
+      -- wamid (unique) rather than dropped; the raw event and error_message keep it.
+      select m.workspace_id into v_holder from public.messages m where m.wamid = v_wamid;
+      if v_holder is distinct from v_workspace_id then
+        insert into public.messages
+          (workspace_id, conversation_id, direction, type, content, status, timestamp,
+           processed_by_agent, sent_by_agent, context_wamid, error_code, error_message)
+        values (
+          v_workspace_id, v_conversation_id,
+          case when v_inbound then 'inbound' else 'outbound' end,
+          coalesce(m ->> 'type', 'unknown'), coalesce(m -> 'content', '{}'::jsonb),
+          case when v_inbound then null else 'sent' end,
+          v_ts, not v_inbound, false, m ->> 'context_wamid', 'wamid_conflict',
+          'wamid ' || v_wamid || ' is already held by another workspace''s message')
+        returning id into v_message_id;
+        v_conflicts := v_conflicts + 1;
+      end if;
+    end if;
+    if v_message_id is null then
       v_duplicates := v_duplicates + 1;
       -- A redelivery still fills identity fields the conversation lacks.
       update public.conversations c
@@ -323,7 +400,8 @@ begin
       continue;
     end if;
     v_stored := v_stored + 1;
-    if exists (select 1 from public.message_status_orphans o where o.wamid = v_wamid) then
+    if v_wamid is not null
+       and exists (select 1 from public.message_status_orphans o where o.wamid = v_wamid) then
       perform private.apply_orphan_statuses(v_wamid);
     end if;
 
@@ -359,6 +437,7 @@ begin
     end if;
   end loop;
 
+  v_looked_up := false;
   for i in 0 .. v_status_count - 1 loop
     s := v_statuses -> i;
     v_pnid := s ->> 'phone_number_id';
@@ -366,22 +445,44 @@ begin
     if v_pnid is not null and not v_pnid = any(v_pnids) then
       v_pnids := v_pnids || v_pnid;
     end if;
+    if not v_looked_up or v_pnid is distinct from v_looked_up_pnid then
+      select ch.id, ch.workspace_id into v_channel_id, v_workspace_id
+      from public.whatsapp_channels ch
+      where ch.phone_number_id = v_pnid and ch.provider = p_provider;
+      if not found then
+        v_channel_id := null;
+        v_workspace_id := null;
+      end if;
+      v_looked_up := true;
+      v_looked_up_pnid := v_pnid;
+    end if;
+    if v_channel_id is null then
+      v_unroutable := v_unroutable || v_pnid;
+      continue;
+    end if;
+    v_routed := v_routed + 1;
+    if not v_workspace_id = any(v_workspaces) then
+      v_workspaces := v_workspaces || v_workspace_id;
+    end if;
     v_ts := coalesce(to_timestamp((s ->> 'timestamp')::double precision), now());
     if private.apply_message_status(
-         s ->> 'wamid', s ->> 'status', v_ts, s ->> 'error_code', s ->> 'error_title') then
+         v_channel_id, s ->> 'wamid', s ->> 'status', v_ts, s ->> 'error_code',
+         s ->> 'error_title') then
       v_applied := v_applied + 1;
-    else
+    elsif v_orphaned < c_max_orphans then
       insert into public.message_status_orphans
-        (wamid, status, status_timestamp, error_code, error_message)
-      values (s ->> 'wamid', s ->> 'status', v_ts, s ->> 'error_code', s ->> 'error_title');
+        (wamid, channel_id, status, status_timestamp, error_code, error_message)
+      values (s ->> 'wamid', v_channel_id, s ->> 'status', v_ts, s ->> 'error_code',
+              s ->> 'error_title');
       v_orphaned := v_orphaned + 1;
+    else
+      v_dropped := v_dropped + 1;
     end if;
   end loop;
-
-  if v_workspace_id is null and cardinality(v_pnids) > 0 then
-    select ch.workspace_id into v_workspace_id from public.whatsapp_channels ch
-     where ch.phone_number_id = any(v_pnids) limit 1;
+  if v_orphaned > 0 then
+    perform private.expire_status_orphans();
   end if;
+
   if cardinality(v_unroutable) > 0 then
     v_unroutable := array(select distinct unnest(v_unroutable));
   end if;
@@ -401,10 +502,17 @@ begin
     p_payload,
     case when cardinality(v_unroutable) > 0 and v_routed = 0 then 'unroutable' else 'processed' end,
     now(),
-    v_workspace_id,
-    case when cardinality(v_unroutable) > 0
-         then 'unknown phone_number_id: ' || array_to_string(v_unroutable, ', ')
-         end)
+    -- Labelled only when one workspace's numbers were routed; nobody but the service role reads
+    -- raw events either way.
+    case when cardinality(v_workspaces) = 1 then v_workspaces[1] end,
+    nullif(concat_ws('; ',
+      case when cardinality(v_unroutable) > 0
+           then 'unknown phone_number_id: ' || array_to_string(v_unroutable, ', ') end,
+      case when v_conflicts > 0
+           then v_conflicts || ' message(s) stored without their wamid: held by another workspace' end,
+      case when v_dropped > 0
+           then v_dropped || ' status(es) for unknown messages not kept: over '
+                || c_max_orphans || ' per delivery' end), ''))
   returning id into v_event_id;
 
   return jsonb_build_object(
@@ -414,7 +522,9 @@ begin
     'duplicates', v_duplicates,
     'unroutable', to_jsonb(v_unroutable),
     'statuses_applied', v_applied,
-    'statuses_orphaned', v_orphaned);
+    'statuses_orphaned', v_orphaned,
+    'statuses_dropped', v_dropped,
+    'wamid_conflicts', v_conflicts);
 end;
 $$;
 comment on function public.ingest_whatsapp_webhook(text, jsonb, jsonb, jsonb) is

@@ -106,30 +106,53 @@ begin
   return (
     select jsonb_build_object(
       'conversation_id', c.id, 'workspace_id', c.workspace_id, 'phone', c.phone,
-      'bsuid', c.bsuid, 'profile_name', c.profile_name, 'phone_number_id', c.phone_number_id,
+      'bsuid', c.bsuid, 'profile_name', c.profile_name, 'channel_id', ch.id,
+      'phone_number_id', ch.phone_number_id,
       'provider', coalesce(ch.provider, 'meta'), 'api_base_url', ch.api_base_url,
       'access_token', cr.access_token, 'api_key', cr.api_key,
       'contact', case when ct.id is null then null
                       else jsonb_build_object('id', ct.id, 'name', ct.name, 'phone', ct.phone) end,
       'config', coalesce(to_jsonb(cfg), '{}'::jsonb),
-      'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true), false),
+      -- Without a channel the agent cannot answer: the verdict is `off`, nothing is sent.
+      'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true), false)
+                 and ch.id is not null,
       'messages', coalesce(inbound.messages, '[]'::jsonb),
-      'newest_age_ms', extract(epoch from now() - inbound.newest) * 1000,
+      'newest_age_ms', extract(epoch from now() - arrival.newest) * 1000,
       'outbox_pending', outbox.pending,
       'outbox_sending', outbox.sending)
     from public.conversations c
-    left join public.whatsapp_channels ch on ch.phone_number_id = c.phone_number_id
+    -- The sending channel is the conversation's own, and only if it belongs to the same
+    -- workspace: never looked up by a number, so no row can borrow another tenant's number or
+    -- credentials. No channel: channel_id and phone_number_id are null, the agent counts as
+    -- off, and the outbox claim refuses every send.
+    left join public.whatsapp_channels ch
+      on ch.id = c.channel_id and ch.workspace_id = c.workspace_id
     left join private.whatsapp_channel_credentials cr on cr.channel_id = ch.id
     left join public.contacts ct on ct.id = c.contact_id
     left join public.workspace_agent_config cfg on cfg.workspace_id = c.workspace_id
+    -- At most the 50 oldest messages make one turn (the rest make the next), each text cut to
+    -- WhatsApp's 4096 characters: a flood of huge rows cannot build a snapshot without bound.
     cross join lateral (
       select jsonb_agg(jsonb_build_object(
-               'id', m.id, 'wamid', m.wamid, 'type', m.type, 'content', m.content,
-               'timestamp', m.timestamp) order by m.timestamp, m.created_at, m.id) as messages,
-             max(m.created_at) as newest
+               'id', u.id, 'wamid', u.wamid, 'type', u.type,
+               'content', case when length(u.content ->> 'body') > 4096
+                               then jsonb_set(u.content, '{body}',
+                                              to_jsonb(left(u.content ->> 'body', 4096)))
+                               else u.content end,
+               'timestamp', u.timestamp) order by u.timestamp, u.created_at, u.id) as messages
+        from (select m.id, m.wamid, m.type, m.content, m.timestamp, m.created_at
+                from public.messages m
+               where m.conversation_id = c.id and m.direction = 'inbound'
+                 and not m.processed_by_agent
+               order by m.timestamp, m.created_at, m.id
+               limit 50) u) inbound
+    -- Arrival times clamped to [now - 1 day, now]: an infinite or far-off one cannot break the
+    -- reply window's arithmetic.
+    cross join lateral (
+      select max(least(greatest(m.created_at, now() - interval '1 day'), now())) as newest
         from public.messages m
        where m.conversation_id = c.id and m.direction = 'inbound'
-         and not m.processed_by_agent) inbound
+         and not m.processed_by_agent) arrival
     cross join lateral (
       select count(*) filter (where m.status = 'pending') as pending,
              count(*) filter (where m.status = 'sending') as sending

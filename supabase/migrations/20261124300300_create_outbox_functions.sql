@@ -60,9 +60,11 @@ begin
 end;
 $$;
 
--- Just before sending one outbox row: still this worker's turn, and (for a reply) the agent
--- still on and no newer inbound message? If so the row moves to `sending`; otherwise this and
--- the turn's later replies are skipped. Returns {claimed, reason, skipped}.
+-- Just before sending one outbox row: still this worker's turn, the conversation still on a
+-- channel of its workspace, and (for a reply) the agent still on and no newer inbound message?
+-- If so the row moves to `sending`. Without a channel nothing can go out: every pending row of
+-- the conversation is skipped. Otherwise this and the turn's later replies are skipped.
+-- Returns {claimed, reason, skipped}.
 create or replace function private.claim_outbox_message(
   p_conversation_id uuid, p_epoch bigint, p_message_id uuid
 ) returns jsonb
@@ -79,6 +81,15 @@ begin
    where id = p_message_id and status = 'pending';
   if not found then
     return jsonb_build_object('claimed', false, 'reason', 'gone', 'skipped', 0);
+  end if;
+  if not exists (select 1 from public.conversations c
+                   join public.whatsapp_channels ch
+                     on ch.id = c.channel_id and ch.workspace_id = c.workspace_id
+                  where c.id = p_conversation_id) then
+    update public.messages set status = 'skipped', skip_reason = 'no channel'
+     where conversation_id = p_conversation_id and direction = 'outbound' and status = 'pending';
+    get diagnostics v_skipped = row_count;
+    return jsonb_build_object('claimed', false, 'reason', 'no channel', 'skipped', v_skipped);
   end if;
   if v_kind = 'reply' then
     if not private.is_agent_enabled(p_conversation_id) then

@@ -49,13 +49,13 @@ begin
   v_who := coalesce(v_conv.contact_name, v_conv.profile_name, v_conv.phone, v_conv.bsuid);
   insert into public.tasks
     (workspace_id, title, description, priority, status, type, conversation_id, contact_id,
-     assigned_to)
+     assigned_to, created_by_bridge)
   values (
     v_conv.workspace_id,
     'Handoff: atender conversación de ' || v_who,
     'El agente pasó la conversación a una persona. Motivo: ' || coalesce(p_reason, 'no indicado')
       || '. Revisa el historial y continúa la atención.',
-    'high', 'pending', 'handoff', p_conversation_id, v_conv.contact_id, v_assignee)
+    'high', 'pending', 'handoff', p_conversation_id, v_conv.contact_id, v_assignee, true)
   returning id into v_task_id;
   if v_assignee is not null and v_conv.assigned_to is null then
     update public.conversations set assigned_to = v_assignee where id = p_conversation_id;

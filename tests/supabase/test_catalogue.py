@@ -326,7 +326,7 @@ async def test_api_roles_cannot_truncate_or_reach_private_tables(conn: asyncpg.C
     )
 
 
-async def test_assign_next_agent_is_an_rpc_for_members_and_the_service_role_only(
+async def test_assign_next_agent_is_an_rpc_for_admins_and_the_service_role_only(
     conn: asyncpg.Connection,
 ) -> None:
     row = await conn.fetchrow(
@@ -338,6 +338,7 @@ async def test_assign_next_agent_is_an_rpc_for_members_and_the_service_role_only
         " join pg_proc p on p.oid = x.f"
     )
     assert row is not None
+    # authenticated: its body refuses anyone but the workspace's owners and admins.
     assert (row["anon"], row["authenticated"], row["service_role"]) == (False, True, True)
     assert row["prosecdef"] is False  # the privileged body is private.assign_next_agent
     assert row["provolatile"] == "v"  # PostgREST calls it with POST

@@ -158,18 +158,20 @@ async def test_capacity_counts_only_pending_handoffs_of_the_workspace(
     other_workspace = await create_workspace(conn, owner)
     await add_member(conn, other_workspace, busy, "agent")
 
-    async def task(ws: UUID, type_: str | None, status: str) -> None:
+    async def task(ws: UUID, type_: str | None, status: str, *, bridge: bool = True) -> None:
         await conn.execute(
-            "insert into public.tasks (workspace_id, title, type, status, assigned_to)"
-            " values ($1, 'T', $2, $3, $4)",
+            "insert into public.tasks (workspace_id, title, type, status, assigned_to,"
+            " created_by_bridge) values ($1, 'T', $2, $3, $4, $5)",
             ws,
             type_,
             status,
             busy,
+            bridge,
         )
 
     # None of these count against the capacity.
     await task(workspace_id, "handoff", "completed")
+    await task(workspace_id, "handoff", "pending", bridge=False)
     await task(workspace_id, None, "pending")
     await task(workspace_id, "follow_up", "pending")
     await task(other_workspace, "handoff", "pending")
@@ -202,11 +204,55 @@ async def test_nobody_online_gives_null(conn: asyncpg.Connection) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_a_member_may_assign_in_their_own_workspace(conn: asyncpg.Connection) -> None:
+@pytest.mark.parametrize("role", ["owner", "admin"])
+async def test_an_admin_may_assign_in_their_own_workspace(
+    conn: asyncpg.Connection, role: str
+) -> None:
     workspace_id, _, members = await workspace_with_team(conn, online=2)
-    caller = members[0]
+    caller = await create_member(conn, workspace_id, role)
     assert await assign(conn, workspace_id, "authenticated", claims_for(caller)) == members[0]
     assert await assign(conn, workspace_id, "authenticated", claims_for(caller)) == members[1]
+
+
+async def test_an_agent_cannot_rotate_the_assignee(conn: asyncpg.Connection) -> None:
+    # Each call moves the rotation: an agent calling it until a colleague is next would choose
+    # who gets the next handoff.
+    workspace_id, team_id, members = await workspace_with_team(conn, online=2)
+    before = await conn.fetchval(
+        "select array_agg(last_assigned_at) from public.team_members where team_id = $1", team_id
+    )
+    async with acting_as(conn, "authenticated", claims_for(members[0])):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval(ASSIGN, workspace_id)
+    after = await conn.fetchval(
+        "select array_agg(last_assigned_at) from public.team_members where team_id = $1", team_id
+    )
+    assert before == after
+
+
+async def test_a_members_fake_handoffs_do_not_fill_a_colleagues_capacity(
+    conn: asyncpg.Connection,
+) -> None:
+    workspace_id, team_id, [colleague] = await workspace_with_team(conn, online=1)
+    await conn.execute(
+        "update public.team_members set max_open_handoffs = 1 where team_id = $1", team_id
+    )
+    attacker = await create_member(conn, workspace_id)
+    async with conn.transaction():
+        await conn.execute(
+            "select set_config('request.jwt.claims', $1, true),"
+            " set_config('role', 'authenticated', true)",
+            json.dumps({"role": "authenticated", **claims_for(attacker)}),
+        )
+        for _ in range(3):
+            await conn.execute(
+                "insert into public.tasks (workspace_id, title, type, status, assigned_to,"
+                " created_by) values ($1, 'Handoff', 'handoff', 'pending', $2, $3)",
+                workspace_id,
+                colleague,
+                attacker,
+            )
+    assert await assign(conn, workspace_id) == colleague
 
 
 @pytest.mark.parametrize(
@@ -263,12 +309,13 @@ async def test_concurrent_callers_get_a_fair_duplicate_free_rotation(
     conn: asyncpg.Connection, connections: list[asyncpg.Connection]
 ) -> None:
     workspace_id, _, members = await workspace_with_team(conn, online=5, offline=2)
+    admins = [await create_member(conn, workspace_id, "admin") for _ in range(5)]
     gate = asyncio.Event()
 
     async def call(index: int, c: asyncpg.Connection) -> tuple[datetime, UUID]:
-        # Half come through as the service role, half as signed-in members of the workspace.
+        # Half come through as the service role, half as signed-in admins of the workspace.
         role = "service_role" if index % 2 else "authenticated"
-        claims = {"role": role} if index % 2 else {"role": role, **claims_for(members[index % 5])}
+        claims = {"role": role} if index % 2 else {"role": role, **claims_for(admins[index % 5])}
         await gate.wait()
         async with c.transaction():
             await c.execute(
