@@ -2,13 +2,17 @@
 
 Start-up builds a Postgres pool for data, a pool of dedicated connections that hold the
 per-conversation advisory locks (DATABASE_URL must be a direct or session-mode connection), the
-engines, the WhatsApp client, the typing broadcaster and the job queue. Crons: the sweeper
-(inbound messages without a job, outbox rows a dead worker left behind) and idle sessions.
-`jobs.worker.WorkerSettings` hands them to arq with the process's settings in `ctx`.
+engines, the WhatsApp client, the typing broadcaster and the job queue, and gates arq's health
+record on the lock pool's progress (`jobs.health`). Shutdown waits a bounded time for each pool
+and then drops its connections, so SIGTERM ends the process even when the database does not
+answer. Crons: the sweeper (inbound messages without a job, outbox rows a dead worker left
+behind) and idle sessions. `jobs.worker.WorkerSettings` hands them to arq with the process's
+settings in `ctx`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -26,12 +30,25 @@ from bridge.settings import Settings
 from jobs import retry, sweeper
 from jobs.engine.claude import ClaudeSettings
 from jobs.engine.registry import EngineRegistry
-from jobs.lock import FenceLost
+from jobs.health import PROBE_SECONDS, HealthGate
+from jobs.lock import FenceLost, pool_can_lock
 from jobs.turn import TurnDeps, run_conversation
 from jobs.typing_broadcast import TypingBroadcaster
-from jobs.whatsapp_api import WhatsAppClient
+from jobs.whatsapp_api import SendPolicy, WhatsAppClient
 
 log = logging.getLogger(__name__)
+
+# How long shutdown waits for a pool to close gracefully before dropping its connections.
+POOL_CLOSE_SECONDS = 2.0
+
+
+def statement_seconds(job_timeout: float) -> float:
+    """The longest a statement of the worker may run, and a cancelled one may take to be
+    acknowledged (asyncpg bounds both by the connection's command timeout): a database that
+    stopped answering fails the statement, whose turn is retried, instead of holding a job and
+    its connection forever. A quarter of the job timeout, so a cancelled job (job timeout,
+    SIGTERM) lets go of its connections well within it."""
+    return min(60.0, max(5.0, job_timeout / 4))
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -57,17 +74,28 @@ def llm_settings(settings: Settings) -> ClaudeSettings | None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    command_timeout = statement_seconds(settings.JOBS_JOB_TIMEOUT_SECONDS)
     logs.configure(settings.BRIDGE_LOG_LEVEL)
     ctx["queue"] = JobQueue(ctx["redis"], settings.ARQ_QUEUE_NAME)
     ctx["db"] = await asyncpg.create_pool(
-        settings.DATABASE_URL, min_size=1, max_size=5, reset=_keep_session
+        settings.DATABASE_URL,
+        min_size=1,
+        max_size=5,
+        reset=_keep_session,
+        command_timeout=command_timeout,
     )
-    ctx["lock_pool"] = await asyncpg.create_pool(
+    lock_pool = ctx["lock_pool"] = await asyncpg.create_pool(
         settings.DATABASE_URL,
         min_size=1,
         max_size=settings.JOBS_MAX_JOBS + 2,
         reset=_keep_session,
+        command_timeout=command_timeout,
     )
+
+    async def can_progress() -> bool:
+        return await pool_can_lock(lock_pool, PROBE_SECONDS)
+
+    HealthGate(ctx["redis"], settings.ARQ_QUEUE_NAME, can_progress).install()
     # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.
     ctx["http"] = pooled_session(
@@ -78,7 +106,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         db=ctx["db"],
         lock_pool=ctx["lock_pool"],
         engines=EngineRegistry(llm=llm_settings(settings)),
-        whatsapp=WhatsAppClient(ctx["http"]),
+        whatsapp=WhatsAppClient(ctx["http"], SendPolicy.from_settings(settings)),
         typing=TypingBroadcaster(
             ctx["http"],
             settings.SUPABASE_URL,
@@ -95,8 +123,18 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     deps: TurnDeps = ctx["turn_deps"]
     await deps.engines.aclose()
     await ctx["http"].close()
-    await ctx["lock_pool"].close()
-    await ctx["db"].close()
+    await close_pool(ctx["lock_pool"])
+    await close_pool(ctx["db"])
+
+
+async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_SECONDS) -> None:
+    """Close gracefully when the connections come back and the database answers in time;
+    else drop them (a dropped lock connection frees its locks)."""
+    try:
+        await asyncio.wait_for(pool.close(), within)
+    except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
+        log.warning("jobs.shutdown.pool_dropped", extra={"detail": repr(exc)})
+        pool.terminate()
 
 
 async def process_inbound(

@@ -13,13 +13,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
 
 from jobs.engine.protocol import Contact, InboundMessage, Session, TurnResult, readable_text
 from jobs.lock import ConversationLock, fence_errors
+
+# WhatsApp's own limit on a text body: an engine never reads more of one message.
+MAX_TEXT_CHARS = 4096
+# The window of believable message times, as the webhook's intake clamps them.
+EARLIEST_MESSAGE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)
 
 VerdictKind = Literal["gone", "resume", "idle", "off", "wait", "handoff", "run"]
 
@@ -33,7 +39,8 @@ class Conversation:
     phone: str | None
     bsuid: str | None
     profile_name: str | None
-    phone_number_id: str
+    # Null when the conversation has no channel of its workspace (the verdict is then `off`).
+    phone_number_id: str | None
     provider: str
     api_base_url: str | None
     access_token: str | None
@@ -102,7 +109,11 @@ async def begin(
     if taken is None:
         return None
     lock, begun = taken
-    return lock, _verdict(begun)
+    try:
+        return lock, _verdict(begun)
+    except BaseException:
+        await lock.abandon()  # whatever the rows held, the lock goes back
+        raise
 
 
 async def verdict(lock: ConversationLock, *, handing_off: bool = False) -> Verdict:
@@ -154,15 +165,37 @@ def _conversation(data: dict[str, Any]) -> Conversation:
 
 
 def _inbound(row: dict[str, Any]) -> InboundMessage:
-    content: dict[str, Any] = row["content"]
+    # Rows are written by tenants and providers: read them defensively (a content that is not
+    # an object, a timestamp Python cannot hold, a text longer than WhatsApp allows).
+    raw_content = row.get("content")
+    content: dict[str, Any] = raw_content if isinstance(raw_content, dict) else {}
+    stored_type = row.get("type")
+    message_type = stored_type if isinstance(stored_type, str) else "unknown"
+    text = readable_text(message_type, content)
     return InboundMessage(
         message_id=uuid.UUID(row["id"]),
-        wamid=row["wamid"],
-        type=row["type"],
-        text=readable_text(row["type"], content),
+        wamid=row.get("wamid") if isinstance(row.get("wamid"), str) else None,
+        type=message_type,
+        text=None if text is None else text[:MAX_TEXT_CHARS],
         content=content,
-        timestamp=datetime.fromisoformat(row["timestamp"]),
+        timestamp=message_time(row.get("timestamp")),
     )
+
+
+def message_time(value: Any, *, now: datetime | None = None) -> datetime:
+    """A stored message time as the engines may use it: Postgres' JSON of a timestamptz
+    (`infinity`, a BC date or a year past 9999 cannot be read by Python) and anything outside
+    the window the intake accepts count as now, when the turn reads it."""
+    now = now or datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        return now
+    if not EARLIEST_MESSAGE_TIME <= parsed <= now + MAX_CLOCK_AHEAD:
+        return now
+    return parsed
 
 
 def _contact(data: dict[str, Any]) -> Contact:

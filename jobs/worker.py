@@ -46,5 +46,9 @@ class WorkerSettings:
     # A result kept for an hour would block re-enqueueing the same job id (a lost wake-up);
     # Postgres, not Redis, records what was done.
     keep_result = 0
-    # Short enough for `arq --check` as a liveness probe.
+    # Short enough for `arq --check` as a liveness probe. The record is written only while the
+    # lock pool can serve a turn (`jobs.health`): a stalled worker fails the check within
+    # this interval + 1 s. SIGTERM cancels the jobs at once (no completion wait): their
+    # connections are bounded by `jobs.tasks.statement_seconds` and the pools by
+    # `jobs.tasks.close_pool`, so the process ends well within the job timeout.
     health_check_interval = 10

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from jobs.lock import ConversationLock, FenceLost
+from jobs.lock import ConversationLock, FenceLost, LockPoolExhausted, pool_can_lock
 from tests.fixtures.webhook import Channel, MakeChannel
 
 
@@ -144,3 +146,30 @@ async def test_unlocking_says_whether_a_message_arrived_meanwhile(
     again = await _take(lock_pool, conv, "w2")
     assert again is not None
     await again.release()
+
+
+async def test_a_starved_lock_pool_fails_the_take_in_time_instead_of_hanging(
+    db: asyncpg.Pool, make_channel: MakeChannel, database_url: str
+) -> None:
+    conv = await _conversation(db, await make_channel())
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    assert pool is not None
+    try:
+        held = await pool.acquire()  # every lock connection is taken (leaked, stuck)
+        try:
+            assert not await pool_can_lock(pool, 0.2)
+            started = time.monotonic()
+            with pytest.raises(LockPoolExhausted):
+                await asyncio.wait_for(
+                    ConversationLock.take(pool, conv, "w1", handing_off=True, acquire_timeout=0.3),
+                    10,
+                )
+            assert time.monotonic() - started < 2
+        finally:
+            await pool.release(held)
+        assert await pool_can_lock(pool, 2)
+        lock = await _take(pool, conv, "w1")
+        assert lock is not None
+        await lock.release()
+    finally:
+        await pool.close()

@@ -151,3 +151,28 @@ async def test_a_conversation_without_work_is_not_taken(
         )
         == 0
     )
+
+
+async def test_a_flood_makes_turns_of_the_oldest_fifty_with_texts_cut_to_whatsapps_limit(
+    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+) -> None:
+    ws = await make_workspace(turn_db)
+    conv = await _conversation(turn_db, ws, inbound=0)
+    await _message(turn_db, ws, conv, "inbound", body="x" * 100_000)
+    for i in range(1, 60):
+        await _message(turn_db, ws, conv, "inbound", body=f"hola {i}")
+    # An arrival time no clock can reach does not break the reply window's arithmetic.
+    await turn_db.execute(
+        "update public.messages set created_at = 'infinity'"
+        " where conversation_id = $1 and content ->> 'body' = 'hola 59'",
+        conv,
+    )
+    taken = await turn_store.begin(lock_pool, conv, "w1")
+    assert taken is not None
+    lock, verdict = taken
+    await lock.release()
+    assert verdict.kind == "run"
+    texts = [m.text for m in verdict.messages]
+    assert len(texts) == 50
+    assert texts[0] == "x" * 4096
+    assert texts[1:] == [f"hola {i}" for i in range(1, 50)]
