@@ -5,7 +5,10 @@ worker's (fence), the agent is still on and no newer inbound message arrived; a 
 not go out is `skipped` with the reason (the next turn answers everything). The handoff message is
 exempt from the "agent on" check: the handoff itself switched it off. A row is `sending` before
 the API call, so after a crash mid-call its outcome is known to be unknown: it becomes `unknown`
-and is never re-sent blindly. Throttled sends wait as `jobs.retry` says.
+and is never re-sent blindly; so does an answer without a well-formed message id. Throttled
+sends wait as `jobs.retry` says. A send the operator's endpoint policy refuses (a channel URL
+that is not allowed, the default token bound elsewhere) is `failed` with the reason and never
+reaches any server (`jobs.whatsapp_api.SendPolicy`).
 """
 
 from __future__ import annotations

@@ -89,10 +89,13 @@ _COLON_LABEL = re.compile(
 )
 _BARRIO_ANYWHERE = re.compile(r"(?<!\w)(?:barrio|neighborhood)[ \t]*:?[ \t]+")
 _VALUE_END = re.compile(r"[\n;]")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Tried only where a run of address characters starts, and never given back: a long run
+# without an "@" is rejected once, not once per character.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]+(?:\.[\w-]+)+")
 # A phone starts with a country code or a group of 3+ digits, so the "20-30" of an address or
-# the "109.900" of a price is never read as one.
-_PHONE = re.compile(r"(?<![\w+#/$-])(?:\+\d{1,3}|\(?\d{3,}\)?)(?:[ \t.-]?\(?\d{2,}\)?)*(?![\w/])")
+# the "109.900" of a price is never read as one. Digit runs are possessive: a run is never split
+# between groups, which would make a long run of digits cost exponential time to reject.
+_PHONE = re.compile(r"(?<![\w+#/$-])(?:\+\d{1,3}|\(?\d{3,}+\)?)(?:[ \t.-]?\(?\d{2,}+\)?)*(?![\w/])")
 _STREET = re.compile(
     r"(?<!\w)(?:calle|cll|cl|carrera|cra|kra|kr|cr|avenida|av|avda|ak|ac|diagonal|dg|diag"
     r"|transversal|tv|transv|circular|circ|manzana|mz|autopista|km|kilometro|vereda)\.?[ \t]*\d+"

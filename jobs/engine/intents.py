@@ -1,4 +1,5 @@
 """Intent detection from playbook rules: keywords and patterns over accent/case-folded text.
+Patterns are tenant-written and run through RE2 (`jobs.engine.patterns`), in linear time.
 
 One message may carry several intents ("hola, cuánto vale?" = hola + precio); each gets a
 confidence 0..100: 100 when the whole message is one of its keywords, otherwise a base for the
@@ -14,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 
+from jobs.engine.patterns import Pattern, PatternError
 from jobs.engine.playbook import IntentRule
-from jobs.engine.text_normalise import fold_phrase, strip_accents
+from jobs.engine.text_normalise import fold_phrase
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,10 @@ _COVERAGE_WEIGHT = 29  # a partial match never reaches the 100 of an exact one
 # Matches kept per rule: enough to score a message, and a pasted wall of text repeating a
 # keyword a hundred times costs no more than one that says it eight times.
 _MAX_SPANS_PER_RULE = 8
+# Compiled size all of a playbook's patterns may add up to (the seed's take about a fifth): the
+# worst-case matching time of a message grows with it.
+MAX_PLAYBOOK_PROGRAM = 100_000
+MAX_PLAYBOOK_PATTERNS = 200  # each may keep a matching cache of its own
 _PUNCTUATION = re.compile(r"[\s.,;:!?¡¿\"'()*_~\-]+")
 # A keyword can only match where its first token (a run of word characters, or one other
 # symbol such as an emoji) is a token of the text: the index of first tokens lets `detect`
@@ -54,7 +60,7 @@ class _CompiledRule:
     keywords: re.Pattern[str] | None
     first_tokens: frozenset[str]
     exact: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[Pattern, ...]
 
 
 def _keyword_regex(keywords: Iterable[str]) -> re.Pattern[str] | None:
@@ -65,18 +71,36 @@ def _keyword_regex(keywords: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
 
 
-def _compile(rule: IntentRule) -> _CompiledRule:
-    patterns: list[re.Pattern[str]] = []
-    for source in rule.patterns:
+class _PatternBudget:
+    """What a playbook's patterns may add up to: `MAX_PLAYBOOK_PATTERNS` patterns of
+    `MAX_PLAYBOOK_PROGRAM` compiled size together."""
+
+    def __init__(self) -> None:
+        self.left = MAX_PLAYBOOK_PROGRAM
+        self.count = MAX_PLAYBOOK_PATTERNS
+
+    def compile(self, rule: IntentRule, source: str) -> Pattern | None:
         try:
-            # The text is folded; the pattern loses only its accents (lowercasing it would turn
-            # \W into \w), and the flag ignores case.
-            patterns.append(re.compile(strip_accents(source), re.IGNORECASE))
-        except re.error as exc:
-            # A bad pattern edited in the playbook must not take the whole engine down.
-            log.warning(
-                "engine.intents.bad_pattern", extra={"intent": rule.intent, "error": str(exc)}
+            if self.count == 0:
+                raise PatternError("over the playbook's budget of patterns")
+            pattern = Pattern(source)
+            if pattern.size > self.left:
+                raise PatternError("over the playbook's budget of compiled patterns")
+        except PatternError as exc:
+            # A pattern RE2 cannot match safely is skipped: it must not take a turn down.
+            log.error(
+                "engine.intents.bad_pattern",
+                extra={"intent": rule.intent, "pattern": source[:200], "error": str(exc)},
             )
+            return None
+        self.left -= pattern.size
+        self.count -= 1
+        return pattern
+
+
+def _compile(rule: IntentRule, budget: _PatternBudget) -> _CompiledRule:
+    compiled = (budget.compile(rule, source) for source in rule.patterns)
+    patterns = [p for p in compiled if p is not None]
     phrases = [fold_phrase(k) for k in rule.keywords if k.strip()]
     first_tokens = frozenset(m.group() for p in phrases if (m := _TOKEN.search(p)))
     exact = frozenset(_core(p) for p in phrases)
@@ -115,7 +139,8 @@ class IntentDetector:
     """Compiled once per playbook; `detect` is pure and cheap."""
 
     def __init__(self, rules: Iterable[IntentRule]) -> None:
-        self._rules = tuple(_compile(rule) for rule in rules)
+        budget = _PatternBudget()
+        self._rules = tuple(_compile(rule, budget) for rule in rules)
         self._by_first_token: dict[str, list[int]] = {}
         self._always: list[int] = []  # rules with patterns: no index can rule them out
         for i, compiled in enumerate(self._rules):
@@ -163,7 +188,7 @@ class IntentDetector:
                 islice((s for s in found if not _inside(s, excluded)), _MAX_SPANS_PER_RULE)
             )
         for pattern in compiled.patterns:
-            found = (m.span() for m in pattern.finditer(folded) if m.end() > m.start())
+            found = (s for s in pattern.spans(folded) if s[1] > s[0])
             kept = list(islice((s for s in found if not _inside(s, excluded)), _MAX_SPANS_PER_RULE))
             if kept:
                 by_pattern = True

@@ -65,7 +65,7 @@ class IntentRule:
     kind: str = "info"
     language: str = "es"  # "any" for language-neutral rules (emoji, "ok")
     keywords: tuple[str, ...] = ()  # phrases, matched on word boundaries, accents/case folded
-    patterns: tuple[str, ...] = ()  # Python regular expressions over the folded text
+    patterns: tuple[str, ...] = ()  # regular expressions (RE2) over the folded text
     modes: frozenset[str] = frozenset()  # where the rule applies; empty = every mode
     priority: int = 100  # higher first when one message has several intents
     next_mode: str | None = None

@@ -53,7 +53,7 @@ comment on column public.agent_intents.language is
 comment on column public.agent_intents.keywords is
   'Phrases matched as whole words, ignoring case and accents ("cuanto vale" matches "¿Cuánto VALE?").';
 comment on column public.agent_intents.patterns is
-  'Python regular expressions matched against the lowercased, accent-free text (e.g. ^\s*(2|dos)\s*$).';
+  'Regular expressions matched by RE2 (linear time) against the lowercased, accent-free text (e.g. ^\s*(2|dos)\s*$): Python''s syntax without backreferences, lookaround or atomic groups, except (?<!\w) opening and (?!\w) closing a pattern. At most 20 per rule, 500 characters each; only the first 1024 characters of a message are read.';
 comment on column public.agent_intents.modes is
   'Modes where this rule applies (e.g. "sí" confirms only in resumen); empty = every mode.';
 comment on column public.agent_intents.priority is
@@ -72,6 +72,69 @@ create index agent_intents_workspace_id_idx
 create trigger agent_intents_set_updated_at
   before update on public.agent_intents
   for each row execute function private.set_updated_at();
+
+-- Patterns are tenant-written and run in a worker every tenant shares: what RE2 cannot match in
+-- linear time is refused here with a clear error (the engine skips it too, should one get in).
+create or replace function private.check_agent_intent_patterns()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_pattern text;
+  v_core text;
+  v_index integer := 0;
+  v_problem text;
+  -- The text's start or a non-backslash, then pairs of backslashes: what follows is unescaped.
+  c_unescaped constant text := '(^|[^\\])(\\\\)*';
+begin
+  if new.patterns is null then
+    return new;  -- the column's not-null constraint answers
+  end if;
+  if cardinality(new.patterns) > 20 then
+    raise exception 'agent_intents.patterns: at most 20 patterns per rule, not %',
+      cardinality(new.patterns)
+      using errcode = '23514';
+  end if;
+  foreach v_pattern in array new.patterns loop
+    v_index := v_index + 1;
+    v_core := coalesce(v_pattern, '');
+    -- The whole-word guards the engine emulates: (?<!\w) first, (?!\w) last (not escaped).
+    if left(v_core, 7) = '(?<!\w)' then
+      v_core := substr(v_core, 8);
+    end if;
+    if right(v_core, 6) = '(?!\w)' and v_core !~ (c_unescaped || '\\\(\?!\\w\)$') then
+      v_core := left(v_core, -6);
+    end if;
+    v_problem := case
+      when v_pattern is null then 'is null'
+      when btrim(v_pattern) = '' then 'is empty'
+      when length(v_pattern) > 500 then 'is longer than 500 characters'
+      when v_core ~ (c_unescaped || '\(\?(=|!|<=|<!)') then
+        'uses lookaround ((?=, (?!, (?<=, (?<!), which RE2 cannot match; only (?<!\w) at the start and (?!\w) at the end are allowed'
+      when v_core ~ (c_unescaped || '(\\[1-9]|\(\?P=)') then
+        'uses a backreference (\1, (?P=name)), which RE2 cannot match'
+      when v_core ~ (c_unescaped || '\(\?[>(]') then
+        'uses an atomic group or a conditional ((?>, (?(), which RE2 cannot match'
+      else null
+    end;
+    if v_problem is not null then
+      raise exception 'agent_intents.patterns[%] %', v_index, v_problem
+        using errcode = '23514',
+              detail = format('pattern: %s', left(coalesce(v_pattern, ''), 200)),
+              hint = 'Patterns are RE2 regular expressions: Python''s syntax without backreferences, lookaround or atomic groups.';
+    end if;
+  end loop;
+  return new;
+end;
+$$;
+comment on function private.check_agent_intent_patterns() is
+  'BEFORE INSERT/UPDATE trigger on agent_intents: at most 20 patterns of at most 500 characters, none using what RE2 cannot match (backreferences, lookaround, atomic groups).';
+revoke execute on function private.check_agent_intent_patterns() from public, anon, authenticated;
+
+create trigger agent_intents_check_patterns
+  before insert or update of patterns on public.agent_intents
+  for each row execute function private.check_agent_intent_patterns();
 
 -- ---------------------------------------------------------------------------------------------
 -- Templates: the replies.

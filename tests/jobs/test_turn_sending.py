@@ -1,14 +1,18 @@
 """Sending when WhatsApp or Realtime misbehave: throttling retried, a closed window recorded,
-ambiguous outcomes never resent, typing broadcast failures never failing the turn."""
+ambiguous outcomes never resent, typing broadcast failures never failing the turn; a channel's
+URL, written by its tenant, never steering the operator's token or a request anywhere."""
 
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
+from devstack.workspaces import Credentials, Member, create_workspace
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
 from tests.fixtures.webhook import WebhookClient
-from tests.fixtures.worker import WhatsAppRecorder, Worker, make_workspace
+from tests.fixtures.worker import WhatsAppRecorder, Worker, Workspace, make_workspace
+from tests.jobs.listener import Listener, listening
 from tests.jobs.turns import conversation, outbound, say
 
 
@@ -72,3 +76,101 @@ async def test_typing_broadcast_failures_never_fail_the_turn(
     # Realtime is unreachable for this worker (the WhatsApp stand-in is not).
     assert await worker.burst(SUPABASE_URL=f"http://127.0.0.1:{free_port()}") == 0
     assert await whatsapp.texts(phone) == ["Recibido (1): hola"]
+
+
+# A channel's api_base_url is tenant data: the worker sends only to endpoints the operator
+# allowed, the default token only to WHATSAPP_API_BASE_URL, and keeps no raw answer.
+DEFAULT_TOKEN = "operator-default-token-do-not-leak"
+
+
+async def _channel_workspace(
+    db: asyncpg.Pool, api_base_url: str, *, credentials: Credentials | None = None
+) -> Workspace:
+    """A workspace whose channel points at `api_base_url`, as an admin could set it."""
+    async with db.acquire() as conn:
+        ws = await create_workspace(
+            conn,
+            "Tenant",
+            api_base_url=api_base_url,
+            credentials=credentials,
+            agent={"agent_enabled": True, "conversational_agent_id": "diagnostic-v1"},
+            members=[Member("agent", online=True)],
+            team="Ventas",
+        )
+    return Workspace(ws.id, ws.phone_number_id, sorted(ws.members))
+
+
+def _leaked(listener: Listener) -> list[str]:
+    return [str(r["headers"]) for r in listener.requests if DEFAULT_TOKEN in str(r["headers"])]
+
+
+@pytest.mark.parametrize("suffix", ["/v21.0", "/internal/admin#", "/internal/admin?"])
+async def test_a_tenant_url_gets_neither_the_default_token_nor_any_request(
+    turn_db: asyncpg.Pool, inbox: WebhookClient, worker: Worker, suffix: str
+) -> None:
+    async with listening() as listener:
+        listener.body = b'{"secret": "internal answer hunter2"}'
+        ws = await _channel_workspace(turn_db, listener.url + suffix)
+        phone = wa.customer_phone()
+        await say(inbox, ws.phone_number_id, phone, "hola")
+        assert await worker.burst(WHATSAPP_ACCESS_TOKEN=DEFAULT_TOKEN) == 0
+        assert _leaked(listener) == []
+        assert listener.requests == []
+    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    assert row["status"] == "failed"
+    assert "not an allowed provider endpoint" in row["error_message"]
+    assert "hunter2" not in row["error_message"]
+
+
+async def test_an_allowed_endpoint_still_never_gets_the_default_token(
+    turn_db: asyncpg.Pool, inbox: WebhookClient, worker: Worker
+) -> None:
+    async with listening() as listener:
+        ws = await _channel_workspace(turn_db, f"{listener.url}/v21.0")
+        phone = wa.customer_phone()
+        await say(inbox, ws.phone_number_id, phone, "hola")
+        allowed = f"{worker.stack.devstack_url}/whatsapp/v21.0,{listener.url}"
+        assert (
+            await worker.burst(
+                WHATSAPP_ACCESS_TOKEN=DEFAULT_TOKEN, WHATSAPP_API_ALLOWED_BASE_URLS=allowed
+            )
+            == 0
+        )
+        assert listener.requests == []
+    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    assert row["status"] == "failed"
+    assert "default access token" in row["error_message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (200, b'{"messages": [{"id": "chosen-by-the-server hunter2"}]}', "unknown"),
+        (200, b"<html>hunter2</html>", "unknown"),
+        (400, b'{"error": {"code": 100, "message": "Bad"}, "dump": "hunter2"}', "failed"),
+        (403, b"<html>internal hunter2</html>", "failed"),
+        (502, b"<html>proxy hunter2</html>", "unknown"),
+    ],
+)
+async def test_what_an_endpoint_answers_is_never_stored_raw_nor_trusted_as_a_wamid(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    status: int,
+    body: bytes,
+    outcome: str,
+) -> None:
+    async with listening() as listener:
+        listener.status, listener.body = status, body
+        ws = await _channel_workspace(
+            turn_db, f"{listener.url}/v21.0", credentials=Credentials(access_token="its-own")
+        )
+        phone = wa.customer_phone()
+        await say(inbox, ws.phone_number_id, phone, "hola")
+        allowed = f"{worker.stack.devstack_url}/whatsapp/v21.0 {listener.url}/v21.0"
+        assert await worker.burst(WHATSAPP_API_ALLOWED_BASE_URLS=allowed) == 0
+        assert any(r["path"].endswith("/messages") for r in listener.requests)
+    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    assert row["status"] == outcome
+    assert row["wamid"] is None
+    assert "hunter2" not in (row["error_message"] or "")

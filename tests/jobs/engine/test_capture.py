@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobs.engine.capture import capture_data
@@ -125,3 +127,20 @@ def test_completeness_needs_the_required_fields_and_some_optional_ones() -> None
     assert not is_complete(settings, data)
     assert describe_missing(settings, data, "en") == "neighbourhood or email"
     assert is_complete(settings, {**data, "correo": "N/A"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 40 + "a",  # a phone that is not one: each split of the digits was tried
+        "3" * 4095 + "x",
+        "(300" * 1024,
+        "a" * 4096,  # an email without its "@": each start was scanned to the end
+        "1." * 2048,
+    ],
+)
+def test_any_customer_text_is_read_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    for expecting in (False, True):
+        capture_data(text, expecting=expecting, known={})
+    assert time.perf_counter() - started < 0.5
