@@ -22,10 +22,13 @@ def _parser() -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=int,
         default=200,
-        help="requests in flight per worker before answering 503 (the provider retries)",
+        help="requests in flight per worker (open idle connections do not count) before "
+        "answering 503 (the provider retries)",
     )
     serve.add_argument(
-        "--access-log", action="store_true", help="also log every request (uvicorn's access log)"
+        "--access-log",
+        action="store_true",
+        help="also log every request (uvicorn's access log, query values redacted)",
     )
 
     db = commands.add_parser("db", help="database schema").add_subparsers(

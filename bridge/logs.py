@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -50,6 +51,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# Each `name=value` of a query string, up to the next `&`.
+_QUERY_VALUE = re.compile(r"=[^&]*")
+
+
+class RedactQueryValues(logging.Filter):
+    """uvicorn's access line carries the request's path and query string, and the webhook
+    handshake's query carries the verify token: every value is replaced, the names are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access arguments: client, method, path with query, HTTP version, status.
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, mark, query = args[2].partition("?")
+            if mark:
+                redacted = f"{path}?{_QUERY_VALUE.sub('=<redacted>', query)}"
+                record.args = (*args[:2], redacted, *args[3:])
+        return True
+
+
 def configure(level: str = "INFO") -> None:
     """Route the root logger (and so uvicorn's, arq's and httpx's) through the JSON formatter."""
     # The lines carry neither the caller's file and line nor thread or process names: logging
@@ -68,5 +88,8 @@ def configure(level: str = "INFO") -> None:
     arq_logger.handlers.clear()
     arq_logger.setLevel(logging.NOTSET)
     arq_logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryValues) for f in access.filters):
+        access.addFilter(RedactQueryValues())
     for noisy in ("httpx", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The well-known keys `supabase start` prints: HS256 JWTs signed with the local default secret.
@@ -33,6 +36,9 @@ class Settings(BaseSettings):
     WHATSAPP_API_BASE_URL: str = "https://graph.facebook.com/v21.0"
     WHATSAPP_ACCESS_TOKEN: SecretStr | None = None
     WHATSAPP_360DIALOG_BASE_URL: str = "https://waba-v2.360dialog.io"
+    # Provider endpoints a channel's own `api_base_url` may name, comma- or space-separated
+    # (unset: the two bases above); any other URL is refused, never sent to.
+    WHATSAPP_API_ALLOWED_BASE_URLS: str | None = None
     WHATSAPP_SEND_TIMEOUT_SECONDS: float = 10.0
 
     BRIDGE_INSECURE_DEV: bool = Field(
@@ -40,6 +46,10 @@ class Settings(BaseSettings):
     )
     BRIDGE_MAX_BODY_BYTES: int = 3 * 1024 * 1024
     BRIDGE_DB_TIMEOUT_SECONDS: float = 4.0
+    BRIDGE_DB_LATE_COMMIT_SECONDS: float = 30.0
+    BRIDGE_HEADER_TIMEOUT_SECONDS: float = 10.0
+    BRIDGE_BODY_TIMEOUT_SECONDS: float = 30.0
+    BRIDGE_METRICS_TOKEN: SecretStr | None = None
     BRIDGE_LOG_LEVEL: str = "INFO"
 
     # The worker (arq jobs.worker.WorkerSettings)
@@ -59,13 +69,24 @@ class Settings(BaseSettings):
     BRIDGE_LLM_TIMEOUT_SECONDS: float | None = None
     BRIDGE_LLM_BASE_URL: str | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `env_ignore_empty` covers `KEY=` in the environment only; a blank or whitespace-only
+        # value, from anywhere, must never become a key anything is signed or compared with.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            raise PydanticUseDefault()
+        return value
+
     def check_webhook_secrets(self) -> None:
         """Refuse to serve webhooks nobody can authenticate, unless told this is a dev box."""
         if self.WHATSAPP_APP_SECRET is None and self.WHATSAPP_360DIALOG_WEBHOOK_SECRET is None:
             if not self.BRIDGE_INSECURE_DEV:
                 raise ConfigError(
-                    "WHATSAPP_APP_SECRET (or WHATSAPP_360DIALOG_WEBHOOK_SECRET) is not set; "
-                    "set it, or BRIDGE_INSECURE_DEV=true to accept unsigned webhooks locally"
+                    "WHATSAPP_APP_SECRET (or WHATSAPP_360DIALOG_WEBHOOK_SECRET) is not set "
+                    "(a blank value counts as unset); set it, or BRIDGE_INSECURE_DEV=true to "
+                    "accept unsigned webhooks locally"
                 )
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from bridge import gc_tuning, logs
 from bridge.api import webhook
 from bridge.api.runtime import Runtime
 from bridge.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,14 +44,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
         try:
-            await runtime.supabase.rpc("bridge_ready", {}).execute()
+            async with asyncio.timeout(settings.BRIDGE_DB_TIMEOUT_SECONDS):
+                await runtime.supabase.rpc("bridge_ready", {}).execute()
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)[:500]}, 503)
+            # Upstream error text is for the operator's log, not for whoever asks.
+            log.warning(
+                "bridge.api.not_ready", extra={"detail": f"{type(exc).__name__}: {exc}"[:500]}
+            )
+            return JSONResponse({"status": "unavailable"}, 503)
         return JSONResponse({"status": "ok"})
 
+    metrics_token = settings.BRIDGE_METRICS_TOKEN
+    expected_authorization = (
+        f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
+    )
+
     @app.get("/metrics")
-    async def metrics(request: Request) -> PlainTextResponse:
+    async def metrics(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
+        if expected_authorization is not None:
+            given = request.headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, expected_authorization):
+                return JSONResponse(
+                    {"error": "unauthorized"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return PlainTextResponse(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app

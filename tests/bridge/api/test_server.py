@@ -1,11 +1,14 @@
-"""`bridge serve` as deployed: a real uvicorn process, its logs, the doorbell ringing Redis."""
+"""`bridge serve` as deployed: a real uvicorn process, its logs, the doorbell ringing Redis, and
+the connections it will not keep."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import resource
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +21,7 @@ from bridge.api.signature import sign
 from bridge.queue import inbound_job_id
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port, stop_process, wait_http
-from tests.fixtures.webhook import APP_SECRET, MakeChannel
+from tests.fixtures.webhook import APP_SECRET, VERIFY_TOKEN, MakeChannel
 
 
 @asynccontextmanager
@@ -111,3 +114,194 @@ async def test_access_log_is_there_when_asked_for(
         await asyncio.sleep(0.2)
         log = read_log()
     assert "GET /readyz" in log
+
+
+async def test_access_log_never_carries_the_verify_token(
+    tmp_path: Path, devstack_url: str, redis_url: str, queue_name: str
+) -> None:
+    env = {**_env(devstack_url, redis_url, queue_name), "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN}
+    params = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "8151"}
+    wrong = {**params, "hub.verify_token": "a-guess-that-is-someone-else's-token"}
+    async with _serving(tmp_path, env, "--access-log") as (base, read_log):
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(f"{base}/webhooks/whatsapp", params=params)
+            assert (ok.status_code, ok.text) == (200, "8151")
+            refused = await client.get(f"{base}/webhooks/whatsapp", params=wrong)
+            assert refused.status_code == 403
+        await asyncio.sleep(0.2)
+        log = read_log()
+    assert "GET /webhooks/whatsapp?hub.mode=<redacted>&hub.verify_token=<redacted>" in log
+    assert VERIFY_TOKEN not in log
+    assert "a-guess" not in log
+
+
+def _fd_headroom(needed: int) -> None:
+    """Raise this process's open-file limit (the server inherits it) to cover the test's
+    sockets, or fail saying why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    assert soft >= needed, f"ulimit -n is {soft}; this test holds {needed} descriptors"
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes, every: float) -> None:
+    """A slowloris: a request's head one byte at a time, never finished."""
+    try:
+        while True:
+            for byte in data:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(every)
+    except (ConnectionError, OSError):
+        return
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    try:
+        while True:
+            async with asyncio.timeout(within):
+                chunk = await reader.read(65536)
+            if not chunk:
+                return True
+    except TimeoutError:
+        return False
+    except (ConnectionError, OSError):
+        return True
+
+
+async def test_idle_and_slow_connections_do_not_keep_signed_deliveries_out(
+    tmp_path: Path,
+    devstack_url: str,
+    redis_url: str,
+    queue_name: str,
+    make_channel: MakeChannel,
+) -> None:
+    idle_count, slow_count = 500, 6
+    _fd_headroom(2 * (idle_count + slow_count) + 200)
+    header_timeout = 4.0
+    channel = await make_channel()
+    env = {
+        **_env(devstack_url, redis_url, queue_name),
+        "BRIDGE_HEADER_TIMEOUT_SECONDS": str(header_timeout),
+        "BRIDGE_LOG_LEVEL": "WARNING",
+    }
+    # As deployed: `bridge serve` with its default --limit-concurrency (200).
+    async with _serving(tmp_path, env) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        opened_at = time.monotonic()
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(idle_count)]
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(slow_count)]
+        # Half of the slow ones first complete a request: the deadline holds between requests too.
+        for _, writer in slow[::2]:
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: bridge\r\n\r\n")
+        trickles = [
+            asyncio.create_task(
+                _trickle(w, b"POST /webhooks/whatsapp HTTP/1.1\r\nhost: bridge\r\n", 0.05)
+            )
+            for _, w in slow
+        ]
+        try:
+            await asyncio.sleep(0.3)  # every connection accepted and sitting in the server
+            async with httpx.AsyncClient(timeout=5) as client:
+                for _ in range(5):
+                    msg = wa.text("hola", sender=wa.customer_phone())
+                    body = json.dumps(
+                        wa.body(wa.change(channel.phone_number_id, messages=[msg]))
+                    ).encode()
+                    started = time.monotonic()
+                    response = await client.post(
+                        f"{base}/webhooks/whatsapp",
+                        content=body,
+                        headers={
+                            "content-type": "application/json",
+                            "X-Hub-Signature-256": sign(body, APP_SECRET),
+                        },
+                    )
+                    took = time.monotonic() - started
+                    assert response.status_code == 200, response.text
+                    assert took < 1.0, took
+            # All of that happened while the idle and slow connections were still held.
+            assert time.monotonic() - opened_at < header_timeout
+            # And the server lets none of them hold a socket past the header deadline.
+            closed = await asyncio.gather(
+                *(_closed_by_server(reader, header_timeout + 3) for reader, _ in (*idle, *slow))
+            )
+            assert all(closed), f"{closed.count(False)} connections still open"
+        finally:
+            for task in trickles:
+                task.cancel()
+            for _, writer in (*idle, *slow):
+                writer.close()
+
+
+async def test_a_body_that_never_finishes_gets_408(
+    tmp_path: Path, devstack_url: str, redis_url: str, queue_name: str
+) -> None:
+    env = {**_env(devstack_url, redis_url, queue_name), "BRIDGE_BODY_TIMEOUT_SECONDS": "1"}
+    async with _serving(tmp_path, env) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /webhooks/whatsapp HTTP/1.1\r\nhost: bridge\r\n"
+                b'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"obj'
+            )
+            await writer.drain()
+            async with asyncio.timeout(5):
+                status_line = await reader.readline()
+        finally:
+            writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408"), status_line
+
+
+async def test_the_concurrency_limit_still_counts_requests_in_flight(
+    tmp_path: Path, devstack_url: str, redis_url: str, queue_name: str
+) -> None:
+    env = {**_env(devstack_url, redis_url, queue_name), "BRIDGE_BODY_TIMEOUT_SECONDS": "5"}
+    async with _serving(tmp_path, env, "--limit-concurrency", "2") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        try:
+            # Two requests whose bodies are still coming: both in flight.
+            for _, writer in held:
+                writer.write(
+                    b"POST /webhooks/whatsapp HTTP/1.1\r\nhost: bridge\r\n"
+                    b"content-length: 10\r\n\r\n{"
+                )
+                await writer.drain()
+            await asyncio.sleep(0.3)
+            async with httpx.AsyncClient() as client:
+                third = await client.get(f"{base}/healthz")
+            assert third.status_code == 503
+        finally:
+            for _, writer in held:
+                writer.close()
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/healthz")).status_code == 200
+
+
+async def test_bridge_serve_refuses_to_start_on_blank_secrets(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "WHATSAPP_APP_SECRET": "   ",
+        "WHATSAPP_360DIALOG_WEBHOOK_SECRET": "\t",
+        "BRIDGE_INSECURE_DEV": "false",
+    }
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bridge.cli", "serve", "--port", str(port)),
+        env=env,
+        cwd=tmp_path,  # no .env file
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            _, stderr = await proc.communicate()
+    finally:
+        await stop_process(proc)
+    assert proc.returncode == 2
+    assert stderr.decode().startswith("bridge serve: WHATSAPP_APP_SECRET")

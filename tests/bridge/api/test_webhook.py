@@ -16,9 +16,10 @@ from arq import create_pool
 from arq.jobs import Job
 from redis.asyncio import Redis
 
+from bridge.api.signature import sign
 from bridge.queue import inbound_job_id, redis_settings
 from tests.factories import whatsapp as wa
-from tests.fixtures.webhook import D360_SECRET, VERIFY_TOKEN, Channel, WebhookClient
+from tests.fixtures.webhook import APP_SECRET, D360_SECRET, VERIFY_TOKEN, Channel, WebhookClient
 
 MakeChannel = Callable[..., Awaitable[Channel]]
 
@@ -560,3 +561,68 @@ async def test_a_post_without_a_request_id_gets_a_fresh_correlation_id_for_its_j
         await redis.aclose()
     assert len(set(ids)) == 2
     assert all(re.fullmatch(r"[0-9a-f]{32}", cid) for cid in ids), ids
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["r" * 60_000, "r" * 129, "two words", "tab\there"],
+    ids=["60kb", "129_chars", "space", "tab"],
+)
+async def test_an_oversized_or_unprintable_request_id_is_replaced_not_carried(
+    webhook: WebhookClient,
+    make_channel: MakeChannel,
+    db: asyncpg.Pool,
+    redis_url: str,
+    queue_name: str,
+    given: str,
+) -> None:
+    # Whatever X-Request-Id a caller sends lands in every log line and job of the request.
+    channel = await make_channel()
+    msg = wa.text("hola", sender=wa.customer_phone())
+    raw = json.dumps(wa.body(wa.change(channel.phone_number_id, messages=[msg]))).encode()
+    headers = {
+        "content-type": "application/json",
+        "x-request-id": given,
+        "x-hub-signature-256": sign(raw, APP_SECRET),
+    }
+    response = await webhook.http.post("/webhooks/whatsapp", content=raw, headers=headers)
+    assert response.status_code == 200, response.text
+    await webhook.app.state.runtime.doorbell.drained()
+    message_id = await db.fetchval("select id from public.messages where wamid = $1", msg["id"])
+    redis = await create_pool(redis_settings(redis_url))
+    try:
+        info = await Job(inbound_job_id(str(message_id)), redis, _queue_name=queue_name).info()
+    finally:
+        await redis.aclose()
+    assert info is not None
+    assert re.fullmatch(r"[0-9a-f]{32}", info.kwargs["correlation_id"])
+
+
+async def test_a_request_id_of_128_visible_characters_is_kept(
+    webhook: WebhookClient,
+    make_channel: MakeChannel,
+    db: asyncpg.Pool,
+    redis_url: str,
+    queue_name: str,
+) -> None:
+    channel = await make_channel()
+    msg = wa.text("hola", sender=wa.customer_phone())
+    raw = json.dumps(wa.body(wa.change(channel.phone_number_id, messages=[msg]))).encode()
+    given = "req-" + "~!" * 62
+    headers = {
+        "content-type": "application/json",
+        "x-request-id": given,
+        "x-hub-signature-256": sign(raw, APP_SECRET),
+    }
+    assert (
+        await webhook.http.post("/webhooks/whatsapp", content=raw, headers=headers)
+    ).status_code == 200
+    await webhook.app.state.runtime.doorbell.drained()
+    message_id = await db.fetchval("select id from public.messages where wamid = $1", msg["id"])
+    redis = await create_pool(redis_settings(redis_url))
+    try:
+        info = await Job(inbound_job_id(str(message_id)), redis, _queue_name=queue_name).info()
+    finally:
+        await redis.aclose()
+    assert info is not None
+    assert info.kwargs["correlation_id"] == given

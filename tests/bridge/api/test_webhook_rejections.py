@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
+from arq import create_pool
+from arq.jobs import Job
 from pydantic import SecretStr
 
 from bridge.api.app import create_app
+from bridge.queue import inbound_job_id, redis_settings
 from bridge.settings import ConfigError, Settings
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
@@ -47,8 +51,6 @@ def _cases(pnid: str) -> list[tuple[str, dict[str, Any], int, str]]:
     no_metadata = json.loads(json.dumps(good))
     del no_metadata["entry"][0]["changes"][0]["value"]["metadata"]
     entry_not_list = {"object": "whatsapp_business_account", "entry": {"id": 1}}
-    bad_ts = json.loads(json.dumps(good))
-    bad_ts["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = "yesterday"
     return [
         ("unsigned", {"raw": json.dumps(good).encode(), "secret": None}, 401, "missing_signature"),
         (
@@ -70,17 +72,32 @@ def _cases(pnid: str) -> list[tuple[str, dict[str, Any], int, str]]:
         ("messages_not_a_list", {"payload": messages_not_list}, 400, "invalid_payload"),
         ("change_without_metadata", {"payload": no_metadata}, 400, "invalid_payload"),
         ("entry_not_a_list", {"payload": entry_not_list}, 400, "invalid_payload"),
-        ("timestamp_not_a_number", {"payload": bad_ts}, 400, "invalid_payload"),
         (
             "oversized",
             {"raw": b'{"object": "' + b"x" * (3 * 1024 * 1024 + 10) + b'"}'},
             413,
             "body_too_large",
         ),
+        (
+            "nested_10k_deep",
+            {"raw": b'{"object": "whatsapp_business_account", "entry": ' + _deep(10_000) + b"}"},
+            400,
+            "json_too_deep",
+        ),
+        (
+            "nested_65_deep",
+            {"raw": b'{"object": "whatsapp_business_account", "entry": ' + _deep(64) + b"}"},
+            400,
+            "json_too_deep",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(12))
+def _deep(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize("case", range(13))
 async def test_bad_input_gets_its_status_and_changes_nothing(
     webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool, case: int
 ) -> None:
@@ -185,3 +202,138 @@ def test_settings_read_secrets_from_the_environment(monkeypatch: pytest.MonkeyPa
     settings = Settings(_env_file=None)
     assert isinstance(settings.WHATSAPP_APP_SECRET, SecretStr)
     assert settings.WHATSAPP_APP_SECRET.get_secret_value() == "from-env"
+
+
+async def test_json_nested_within_the_limit_is_stored_whole(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool
+) -> None:
+    # Sixty levels in a field nobody maps, and brackets in a text (they are not nesting).
+    channel = await make_channel()
+    msg = wa.text("[[[{{{" * 2000, sender=wa.customer_phone())
+    nested: Any = "bottom"
+    for _ in range(54):
+        nested = [nested]
+    msg["unmapped"] = nested
+    response = await webhook.post(wa.body(wa.change(channel.phone_number_id, messages=[msg])))
+    assert response.status_code == 200, response.text
+    payload = await db.fetchval(
+        "select payload from public.whatsapp_webhook_events where $1 = any(wa_message_ids)",
+        msg["id"],
+    )
+    stored = json.loads(payload)["entry"][0]["changes"][0]["value"]["messages"][0]
+    assert stored["unmapped"] == nested
+    assert stored["text"]["body"] == "[[[{{{" * 2000
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t\n"], ids=["empty", "spaces", "whitespace"])
+def test_a_blank_app_secret_is_no_secret_and_the_api_refuses_to_start(
+    blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="WHATSAPP_APP_SECRET"):
+        create_app(Settings(_env_file=None, WHATSAPP_APP_SECRET=blank))
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", blank)
+    monkeypatch.setenv("WHATSAPP_360DIALOG_WEBHOOK_SECRET", blank)
+    with pytest.raises(ConfigError, match="WHATSAPP_APP_SECRET"):
+        create_app(Settings(_env_file=None))
+
+
+@pytest.mark.parametrize("blank", ["", "   "], ids=["empty", "spaces"])
+async def test_a_blank_360dialog_secret_refuses_bodies_signed_with_it(
+    devstack_url: str,
+    redis_url: str,
+    queue_name: str,
+    make_channel: MakeChannel,
+    db: asyncpg.Pool,
+    blank: str,
+) -> None:
+    # The API starts (the Meta secret is set) but must not take 360dialog's header signed with
+    # the blank key: anyone can compute that signature.
+    channel = await make_channel(provider="360dialog")
+    settings = settings_for(
+        devstack_url, redis_url, queue_name, WHATSAPP_360DIALOG_WEBHOOK_SECRET=SecretStr(blank)
+    )
+    client, close = await open_webhook_client(settings)
+    try:
+        before = await _counts(db)
+        for key in ("", blank):
+            response = await client.post(
+                _valid_body(channel.phone_number_id), secret=key, header="X-360Dialog-Signature"
+            )
+            assert response.status_code == 401, response.text
+        assert await _counts(db) == before
+    finally:
+        await close()
+
+
+@pytest.mark.parametrize("blank", ["", "  "], ids=["empty", "spaces"])
+async def test_a_blank_verify_token_never_matches(
+    devstack_url: str, redis_url: str, queue_name: str, blank: str
+) -> None:
+    settings = settings_for(
+        devstack_url, redis_url, queue_name, WHATSAPP_VERIFY_TOKEN=SecretStr(blank)
+    )
+    client, close = await open_webhook_client(settings)
+    try:
+        for given in ("", blank):
+            params = {"hub.mode": "subscribe", "hub.verify_token": given, "hub.challenge": "42"}
+            response = await client.http.get("/webhooks/whatsapp", params=params)
+            assert response.status_code == 403, response.text
+    finally:
+        await close()
+
+
+async def test_a_batch_committed_after_the_answer_was_due_still_rings_the_doorbell(
+    devstack_url: str,
+    redis_url: str,
+    queue_name: str,
+    make_channel: MakeChannel,
+    db: asyncpg.Pool,
+) -> None:
+    channel = await make_channel()
+    msg = wa.text("hola", sender=wa.customer_phone())
+    settings = settings_for(devstack_url, redis_url, queue_name, BRIDGE_DB_TIMEOUT_SECONDS=0.5)
+    client, close = await open_webhook_client(settings)
+    try:
+        # Another session holds a lock the ingest needs: the store waits past the answer.
+        async with db.acquire() as conn:
+            locked = conn.transaction()
+            await locked.start()
+            try:
+                await conn.execute("lock table public.messages in exclusive mode")
+                response = await client.post(
+                    wa.body(wa.change(channel.phone_number_id, messages=[msg]))
+                )
+                assert response.status_code == 503
+                assert response.json() == {"error": "store_unavailable"}
+                await asyncio.sleep(0.5)
+            finally:
+                await locked.rollback()
+        redis = await create_pool(redis_settings(redis_url))
+        try:
+            info = None
+            for _ in range(100):
+                message_id = await db.fetchval(
+                    "select id from public.messages where wamid = $1", msg["id"]
+                )
+                if message_id is not None:
+                    job = Job(inbound_job_id(str(message_id)), redis, _queue_name=queue_name)
+                    info = await job.info()
+                    if info is not None:
+                        break
+                await asyncio.sleep(0.05)
+        finally:
+            await redis.aclose()
+        assert message_id is not None, "the store was abandoned"
+        assert info is not None, "committed after the 503, but nobody rang for it"
+        metrics = client.app.state.runtime.metrics
+        assert metrics.value("bridge_webhook_stored_late_total") == 1
+        # The provider's retry of the 503 is a duplicate: no second message, no second job.
+        retry = await client.post(wa.body(wa.change(channel.phone_number_id, messages=[msg])))
+        assert retry.status_code == 200
+        assert retry.json()["received"] is True
+        count = await db.fetchval(
+            "select count(*) from public.messages where wamid = $1", msg["id"]
+        )
+        assert count == 1
+    finally:
+        await close()
