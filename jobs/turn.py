@@ -34,7 +34,7 @@ from jobs.engine.protocol import EngineConfigurationError, TurnInput
 from jobs.engine.registry import EngineRegistry
 from jobs.lock import ConversationLock
 from jobs.turn_store import Conversation, OutboxRow, Verdict
-from jobs.typing_broadcast import TypingBroadcaster
+from jobs.typing_broadcast import TypingBroadcaster, private_channel
 from jobs.whatsapp_api import Channel, SendError, WhatsAppClient
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,19 @@ class TurnOutcome:
 
 
 def channel_for(conversation: Conversation, settings: Settings) -> Channel:
+    """The channel's endpoint and credential. The operator's default token is offered to Meta
+    channels only; the client still sends it nowhere but `WHATSAPP_API_BASE_URL`."""
     if conversation.provider == "360dialog":
         base = conversation.api_base_url or settings.WHATSAPP_360DIALOG_BASE_URL
         credential = conversation.api_key or conversation.access_token
     else:
         base = conversation.api_base_url or settings.WHATSAPP_API_BASE_URL
         credential = conversation.access_token
-    if credential is None and settings.WHATSAPP_ACCESS_TOKEN is not None:
-        credential = settings.WHATSAPP_ACCESS_TOKEN.get_secret_value()
-    return Channel(conversation.provider, conversation.phone_number_id, base, credential or "")
+        if credential is None and settings.WHATSAPP_ACCESS_TOKEN is not None:
+            credential = settings.WHATSAPP_ACCESS_TOKEN.get_secret_value()
+    return Channel(
+        conversation.provider, conversation.phone_number_id or "", base, credential or ""
+    )
 
 
 async def run_conversation(
@@ -204,14 +208,19 @@ class ConversationTurn:
             else:
                 await self._send()
         finally:
-            await self.deps.typing.send(self.lock.conversation_id, False)  # the dead one's START
+            # the dead one's START
+            await self.deps.typing.send(
+                self.lock.conversation_id, False, private=private_channel(self.conversation.config)
+            )
 
     async def _answer(self, verdict: Verdict) -> None:
         conversation = self.conversation
         assert verdict.contact is not None
         assert verdict.session is not None
         self.outcome.turns += 1
-        await self.deps.typing.send(self.lock.conversation_id, True)
+        await self.deps.typing.send(
+            self.lock.conversation_id, True, private=private_channel(conversation.config)
+        )
         try:
             checkpoint("typing_started")
             try:
@@ -256,7 +265,9 @@ class ConversationTurn:
             )
             await self._send(rows)
         finally:
-            await self.deps.typing.send(self.lock.conversation_id, False)
+            await self.deps.typing.send(
+                self.lock.conversation_id, False, private=private_channel(conversation.config)
+            )
         if result.handoff:
             await self._hand_off(result.handoff_reason or "engine request", [])
 

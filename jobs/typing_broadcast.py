@@ -10,6 +10,11 @@ turn (docs/performance.md).
 
 Every START carries `expiresAt`, so the inbox clears an indicator whose STOP never comes (a
 killed worker). Broadcast failures are logged, never raised: typing must not fail a turn.
+
+Public or private is the workspace's choice (`workspace_agent_config.typing_channel_private`).
+Realtime keeps the two apart: a public channel is open to anyone holding the anon key and the
+conversation id, a private one only to whom the policies on `realtime.messages` allow (members
+of the workspace; only the service role, this worker, may send there).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -26,6 +33,12 @@ log = logging.getLogger(__name__)
 
 # A broadcast that takes longer is dropped: the indicator's expiry covers a missing one.
 _TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+def private_channel(config: Mapping[str, Any]) -> bool:
+    """Whether a workspace's agent config (a `workspace_agent_config` row as JSON, `{}` when
+    it has none) puts typing on the private channel."""
+    return config.get("typing_channel_private") is True
 
 
 class TypingBroadcaster:
@@ -49,11 +62,15 @@ class TypingBroadcaster:
             "expiresAt": (datetime.now(UTC) + self._ttl).isoformat() if is_typing else None,
         }
 
-    async def send(self, conversation_id: uuid.UUID, is_typing: bool) -> bool:
+    async def send(
+        self, conversation_id: uuid.UUID, is_typing: bool, *, private: bool = False
+    ) -> bool:
         topic = quote(f"conversation:{conversation_id}", safe="")
+        # As realtime-py's http_send marks a private channel's broadcast.
+        query = "?private=true" if private else ""
         try:
             async with self._http.post(
-                f"{self._endpoint}/{topic}/events/typing",
+                f"{self._endpoint}/{topic}/events/typing{query}",
                 headers=self._headers,
                 data=json.dumps(self.payload(conversation_id, is_typing)),
                 timeout=_TIMEOUT,
@@ -67,6 +84,7 @@ class TypingBroadcaster:
                 extra={
                     "conversation_id": str(conversation_id),
                     "is_typing": is_typing,
+                    "private": private,
                     "detail": f"{type(exc).__name__}: {exc}",
                 },
             )

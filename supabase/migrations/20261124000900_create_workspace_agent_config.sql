@@ -12,6 +12,7 @@ create table public.workspace_agent_config (
   response_speed numeric(3, 1) not null default 1.0 check (response_speed >= 0),
   reply_window_ms integer not null default 0 check (reply_window_ms >= 0),
   whatsapp_typing_indicator boolean not null default false,
+  typing_channel_private boolean not null default false,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -31,6 +32,8 @@ comment on column public.workspace_agent_config.reply_window_ms is
   'How long to wait for more customer messages before answering them as one turn (0 = answer at once).';
 comment on column public.workspace_agent_config.whatsapp_typing_indicator is
   'Also show WhatsApp''s own typing indicator to the customer while the agent prepares a reply.';
+comment on column public.workspace_agent_config.typing_channel_private is
+  'Broadcast the inbox''s typing indicator on the private Realtime channel conversation:<id>, which only members of the workspace may join (policies on realtime.messages); false: the public channel of that name, readable by anyone holding the anon key and the conversation id.';
 
 create trigger workspace_agent_config_set_updated_at
   before update on public.workspace_agent_config

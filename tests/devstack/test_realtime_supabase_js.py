@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,59 +14,15 @@ from realtime import AsyncRealtimeClient
 from supabase import acreate_client
 
 from tests.fixtures.devstack import ANON_KEY, SERVICE_ROLE_KEY
+from tests.js.node import Node, finish, needs_node, node_runner, read_line
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-NODE = shutil.which("node")
-
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (JS_DIR / "node_modules" / "@supabase" / "supabase-js").is_dir(),
-        reason="tests/js/node_modules is missing: run `npm ci` in tests/js (make install does)",
-    ),
-]
-
-Node = Callable[..., Awaitable[asyncio.subprocess.Process]]
+pytestmark = needs_node
 
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    started: list[asyncio.subprocess.Process] = []
-
-    async def run(script: str, *args: str) -> asyncio.subprocess.Process:
-        assert NODE is not None
-        proc = await asyncio.create_subprocess_exec(
-            NODE,
-            str(JS_DIR / script),
-            *args,
-            cwd=JS_DIR,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def read_line(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 15)
-    if not line:
-        assert proc.stderr is not None
-        stderr = (await proc.stderr.read()).decode()
-        raise AssertionError(f"node exited ({await proc.wait()}): {stderr}")
-    return line.decode().strip()
-
-
-async def finish(proc: asyncio.subprocess.Process) -> None:
-    code = await asyncio.wait_for(proc.wait(), 15)
-    assert proc.stderr is not None
-    assert code == 0, (await proc.stderr.read()).decode()
+    async with node_runner() as run:
+        yield run
 
 
 async def send_over_the_socket(devstack_url: str, topic: str, event: str, payload: Any) -> None:

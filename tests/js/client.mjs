@@ -10,6 +10,16 @@ export function frontendClient(url, key, realtime = {}) {
   })
 }
 
+// The same client for a signed-in user: `token` is the user's access token (a JWT), which
+// supabase-js then hands to Realtime; '-' means nobody signed in (the anon key alone).
+export function userClient(url, key, token, realtime = {}) {
+  if (token === '-') return frontendClient(url, key, realtime)
+  return createClient(url, key, {
+    accessToken: async () => token,
+    realtime: { transport: WebSocket, ...realtime },
+  })
+}
+
 // Print one line for the parent process to read.
 export function say(value) {
   process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value)}\n`)
