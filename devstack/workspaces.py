@@ -27,7 +27,6 @@ class Credentials:
 
     access_token: str | None = None
     api_key: str | None = None
-    webhook_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,10 @@ async def create_workspace(
         if credentials is not None:
             await conn.execute(
                 "insert into private.whatsapp_channel_credentials (channel_id, access_token,"
-                " api_key, webhook_secret) values ($1, $2, $3, $4)",
+                " api_key) values ($1, $2, $3)",
                 channel_id,
                 credentials.access_token,
                 credentials.api_key,
-                credentials.webhook_secret,
             )
         if agent is not None:
             await _agent_config(conn, workspace_id, columns)

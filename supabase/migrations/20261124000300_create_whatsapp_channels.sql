@@ -64,7 +64,6 @@ create table private.whatsapp_channel_credentials (
   channel_id uuid primary key references public.whatsapp_channels (id) on delete cascade,
   access_token text,
   api_key text,
-  webhook_secret text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -74,8 +73,6 @@ comment on column private.whatsapp_channel_credentials.access_token is
   'Meta Cloud API bearer token (Authorization: Bearer).';
 comment on column private.whatsapp_channel_credentials.api_key is
   '360dialog API key (D360-API-KEY header).';
-comment on column private.whatsapp_channel_credentials.webhook_secret is
-  'Secret that signs this channel''s webhooks (Meta app secret for X-Hub-Signature-256).';
 
 create trigger whatsapp_channel_credentials_set_updated_at
   before update on private.whatsapp_channel_credentials

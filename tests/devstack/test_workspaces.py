@@ -83,12 +83,12 @@ async def test_the_channel_gets_the_provider_url_number_and_credentials_asked_fo
     )
     assert (ws.provider, ws.phone_number_id) == ("360dialog", pnid)
     secrets = await db.fetchrow(
-        "select access_token, api_key, webhook_secret from private.whatsapp_channel_credentials"
+        "select access_token, api_key from private.whatsapp_channel_credentials"
         " where channel_id = $1",
         ws.channel_id,
     )
     assert secrets is not None
-    assert tuple(secrets) == (None, "d360-key", None)
+    assert tuple(secrets) == (None, "d360-key")
 
 
 async def test_agent_config_has_the_columns_asked_for_and_the_table_defaults_for_the_rest(

@@ -134,9 +134,7 @@ async def create_tenant(conn: asyncpg.Connection) -> Tenant:
     workspace = await workspaces.create_workspace(
         conn,
         f"Workspace {suffix}",
-        credentials=workspaces.Credentials(
-            access_token="token-secret", api_key="key-secret", webhook_secret="hook-secret"
-        ),
+        credentials=workspaces.Credentials(access_token="token-secret", api_key="key-secret"),
         agent={"agent_enabled": True},
         members=[
             workspaces.Member("admin"),

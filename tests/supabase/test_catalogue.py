@@ -429,3 +429,23 @@ async def test_every_foreign_key_has_an_index(conn: asyncpg.Connection) -> None:
         " where c.contype = 'f' and n.nspname in ('public', 'private')"
     )
     assert [r["foreign_key"] for r in await conn.fetch(_UNINDEXED_FOREIGN_KEYS)] == []
+
+
+async def test_channel_credentials_hold_only_what_the_worker_uses(
+    conn: asyncpg.Connection,
+) -> None:
+    """A credential column nothing reads is a false promise: an operator who stored a channel's
+    own webhook secret there would believe it was checked. Webhooks are verified with the
+    operator's per-provider secrets only."""
+    columns = await conn.fetch(
+        "select column_name from information_schema.columns"
+        " where table_schema = 'private' and table_name = 'whatsapp_channel_credentials'"
+        " order by ordinal_position"
+    )
+    assert [c["column_name"] for c in columns] == [
+        "channel_id",
+        "access_token",
+        "api_key",
+        "created_at",
+        "updated_at",
+    ]
