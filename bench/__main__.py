@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import sys
 
-BENCHMARKS = ("devstack", "ingest", "engine", "turns")
+BENCHMARKS = ("devstack", "ingest", "engine", "turns", "soak")
 
 
 def main() -> int:
