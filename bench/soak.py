@@ -33,6 +33,8 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from realtime import AsyncRealtimeClient
+from realtime.types import BroadcastPayload
 
 from bench.harness import free_port, percentile
 from bench.soak_check import Sent, check, print_table
@@ -353,6 +355,48 @@ async def _drain(stack: Stack, within: float) -> bool:
     return False
 
 
+async def _warm_up(stack: Stack, customers: list[Customer]) -> list[str]:
+    """One message per customer before the faults begin, so every conversation exists and its
+    typing channel can be watched from the start; their ids."""
+    async with httpx.AsyncClient() as client:
+        for customer in customers:
+            customer.seq += 1
+            body, sent = _body(customer, [f"{customer.phone}-m{customer.seq}"])
+            customer.sent.extend(sent)
+            await _post(client, stack, body)
+    conn = await asyncpg.connect(stack.pg.url)
+    try:
+        while True:
+            ids = await conn.fetch(
+                "select id from public.conversations where phone = any($1::text[])",
+                [c.phone for c in customers],
+            )
+            if len(ids) == len(customers):
+                return [str(r["id"]) for r in ids]
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def _watch_typing(
+    stack: Stack, conversations: list[str]
+) -> tuple[AsyncRealtimeClient, dict[str, bool]]:
+    """The last typing state each conversation's channel carried, as an inbox sees it."""
+    client = AsyncRealtimeClient(
+        stack.devstack_url.replace("http", "ws", 1) + "/realtime/v1", token=LOCAL_SERVICE_ROLE_KEY
+    )
+    last: dict[str, bool] = {}
+    for conv in conversations:
+        channel = client.channel(f"conversation:{conv}")
+
+        def on_typing(message: BroadcastPayload, conv: str = conv) -> None:
+            last[conv] = bool(message["payload"].get("isTyping"))
+
+        channel.on_broadcast("typing", on_typing)
+        await channel.subscribe()
+    return client, last
+
+
 async def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     log_dir = Path(tempfile.mkdtemp(prefix="wab_soak_logs_"))
@@ -362,6 +406,8 @@ async def run(args: argparse.Namespace) -> int:
         customers = [
             Customer(f"5730{i:08d}", pnids[i % 2], toggled=i < 10) for i in range(args.customers)
         ]
+        conversations = await _warm_up(stack, customers)
+        watcher, typing = await _watch_typing(stack, conversations)
         done = asyncio.Event()
         sampler = asyncio.create_task(_sample_rss(stack, done))
         work = [_load(args, stack, customers, rng), _toggle(stack, customers, args.seconds)]
@@ -374,12 +420,15 @@ async def run(args: argparse.Namespace) -> int:
         drained = await _drain(stack, args.drain_seconds)
         done.set()
         await sampler
+        await asyncio.sleep(1)  # the last STOPs in flight
+        await watcher.close()
         report = await check(
             stack.pg.url,
             stack.devstack_url,
             [s for c in customers for s in c.sent],
             toggled={c.phone for c in customers if c.toggled},
         )
+        report.must_be_zero["typing left on"] = sum(1 for on in typing.values() if on)
         report.ack_p50 = percentile(stack.acks, 50)
         report.ack_p99 = percentile(stack.acks, 99)
         report.drained = drained
