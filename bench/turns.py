@@ -291,7 +291,7 @@ async def _measure(
                (select array_agg(m.content ->> 'body' order by m.timestamp)
                   from public.messages m where m.conversation_id = c.id
                    and m.direction = 'outbound') as replies,
-               (select array_agg(m.content ->> 'body' order by m.timestamp, m.created_at, m.id)
+               (select array_agg(m.content ->> 'body' order by m.timestamp, m.received_seq)
                   from public.messages m where m.conversation_id = c.id
                    and m.direction = 'inbound') as inbound,
                (select extract(epoch from max(m.created_at)) from public.messages m

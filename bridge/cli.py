@@ -1,11 +1,14 @@
-"""The `bridge` command: `bridge serve` runs the webhook API, `bridge db apply` the schema."""
+"""The `bridge` command: `bridge serve` runs the webhook API, `bridge db apply` the schema,
+`bridge replay` processes stored webhook events again (docs/operations.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from bridge import migrations
 
@@ -37,7 +40,110 @@ def _parser() -> argparse.ArgumentParser:
     db_apply = db.add_parser("apply", help="apply bootstrap (when needed) and migrations")
     db_apply.add_argument("--database-url", required=True)
     db_apply.add_argument("--seed", action="store_true", help="also load supabase/seed.sql")
+
+    replay = commands.add_parser(
+        "replay",
+        help="process stored webhook events again (after a fix); failed ones by default",
+        description="Process stored webhook events again through the webhook's normaliser and "
+        "intake, one transaction each; messages already stored are not stored twice. Exits 1 "
+        "when any event still fails.",
+    )
+    replay.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        type=_event_id,
+        default=[],
+        metavar="EVENT_ID",
+        help="an event's id (repeatable); replayed whatever its state",
+    )
+    replay.add_argument("--since", type=_timestamp, help="events created at or after (ISO 8601)")
+    replay.add_argument("--until", type=_timestamp, help="events created before (ISO 8601)")
+    state = replay.add_mutually_exclusive_group()
+    state.add_argument(
+        "--failed",
+        dest="all",
+        action="store_false",
+        default=False,
+        help="only failed events (the default)",
+    )
+    state.add_argument("--all", dest="all", action="store_true", help="events in any state")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="say what each replay would do, change nothing"
+    )
+    replay.add_argument("--limit", type=int, default=1000, help="events per run (default 1000)")
+    replay.add_argument("--database-url", help="a direct connection (default: DATABASE_URL)")
     return parser
+
+
+def _event_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an event id (a UUID): {text!r}") from None
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2026-12-01T08:00:00Z)"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from bridge.api import replay
+    from bridge.queue import Enqueuer
+    from bridge.settings import Settings
+
+    settings = Settings()
+    selection = replay.Selection(
+        ids=args.ids,
+        since=args.since,
+        until=args.until,
+        failed_only=not args.all,
+        limit=args.limit,
+    )
+    out = sys.stdout
+    conn = await asyncpg.connect(args.database_url or settings.DATABASE_URL)
+    try:
+        events = await replay.select_events(conn, selection)
+        missing = set(args.ids) - {e.id for e in events}
+        for event_id in sorted(missing):
+            out.write(f"{event_id} no such event\n")
+        left = len(events) > args.limit
+        outcomes = []
+        for event in events[: args.limit]:
+            outcome = await replay.replay_event(conn, event, dry_run=args.dry_run)
+            outcomes.append(outcome)
+            out.write(outcome.describe(dry_run=args.dry_run) + "\n")
+    finally:
+        await conn.close()
+    still_failing = sum(o.failed for o in outcomes)
+    new_inbound = sum(len(o.result.new_inbound) for o in outcomes if o.result is not None)
+    if new_inbound and not args.dry_run:
+        enqueuer = Enqueuer(settings.REDIS_URL, settings.ARQ_QUEUE_NAME)
+        try:
+            queued = await replay.ring(enqueuer, outcomes)
+            out.write(f"rang the worker for {queued} new inbound message(s)\n")
+        except Exception as exc:  # the messages are stored: the worker's sweeper finds them
+            out.write(
+                f"could not ring the worker ({type(exc).__name__}: {exc}); its sweeper "
+                f"will pick up the {new_inbound} new inbound message(s)\n"
+            )
+        finally:
+            await enqueuer.close()
+    out.write(
+        f"{'dry run: ' if args.dry_run else ''}{len(outcomes)} event(s), "
+        f"{len(outcomes) - still_failing} ok, {still_failing} failing"
+        + (f"; more match, run again (--limit {args.limit})" if left else "")
+        + "\n"
+    )
+    return 1 if still_failing or missing else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'; seed loaded' if report.seeded else ''}\n"
         )
         return 0
+    if args.command == "replay":
+        return asyncio.run(_replay(args))
     from bridge.api.server import serve
 
     return serve(

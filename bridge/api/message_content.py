@@ -55,6 +55,30 @@ def _interactive(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _card_line(card: Any) -> str | None:
+    """`Name (phone)` of one shared contact card, or what of it there is."""
+    if not isinstance(card, dict):
+        return None
+    name = card.get("name")
+    name = name if isinstance(name, dict) else {}
+    full = name.get("formatted_name") or " ".join(
+        str(name[k]) for k in ("first_name", "middle_name", "last_name") if name.get(k)
+    )
+    phones = card.get("phones")
+    first = phones[0] if isinstance(phones, list) and phones else None
+    phone = (first.get("phone") or first.get("wa_id")) if isinstance(first, dict) else None
+    parts = [str(full).strip() if full else "", f"({phone})" if phone else ""]
+    line = " ".join(p for p in parts if p)
+    return line or None
+
+
+def contacts_preview(cards: list[Any]) -> str:
+    """The readable text of a `contacts` message: each card's name and first phone."""
+    lines = [line for line in map(_card_line, cards) if line]
+    placeholder = PLACEHOLDERS["contacts"]
+    return f"{placeholder} {'; '.join(lines)}" if lines else placeholder
+
+
 def _location(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: obj.get(k) for k in ("latitude", "longitude", "name", "address", "url")}
 
@@ -77,7 +101,11 @@ def content_for(message_type: str, raw_message: dict[str, Any]) -> dict[str, Any
     """Build the stored content of one message from its raw webhook object."""
     type_obj = raw_message.get(message_type)
     if message_type == "contacts" and isinstance(type_obj, list):
-        return {"contacts": type_obj, "raw": {"contacts": type_obj}}
+        return {
+            "body": contacts_preview(type_obj),
+            "contacts": type_obj,
+            "raw": {"contacts": type_obj},
+        }
     obj = type_obj if isinstance(type_obj, dict) else {}
     builder = _BUILDERS.get(message_type)
     content = builder(obj) if builder else {}

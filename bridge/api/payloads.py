@@ -100,6 +100,7 @@ class Message(_Lenient):
     timestamp: Any = None  # read by `sane_timestamp`: a bad one never rejects the message
     type: str = Field(default="unknown", min_length=1)
     context: Context | None = None
+    group_id: str | None = None  # set when the message was written in a WhatsApp group
 
 
 class Echo(Message):
@@ -107,6 +108,26 @@ class Echo(Message):
 
     to: str | None = None
     to_user_id: str | None = None
+
+
+class HistoryContext(_Lenient):
+    status: Any = None  # delivery state of a backfilled message; read only when it is text
+
+
+class HistoryMessage(Echo):
+    """A message of a coexistence history backfill: `from` is the business number for one the
+    business sent (then `to` names the customer), else the customer's."""
+
+    history_context: HistoryContext | None = None
+
+
+class HistoryThread(_Lenient):
+    id: str | None = None  # the customer's phone number
+    messages: list[HistoryMessage] = Field(default_factory=list)
+
+
+class HistoryChunk(_Lenient):
+    threads: list[HistoryThread] = Field(default_factory=list)
 
 
 class StatusError(_Lenient):
@@ -130,6 +151,7 @@ class Value(_Lenient):
     messages: list[Message] = Field(default_factory=list)
     statuses: list[Status] = Field(default_factory=list)
     message_echoes: list[Echo] = Field(default_factory=list)
+    history: list[HistoryChunk] = Field(default_factory=list)
 
 
 class Change(_Lenient):
@@ -151,7 +173,7 @@ class Webhook(_Lenient):
         batch = NormalisedBatch(time.time() if now is None else now)
         for entry in self.entry:
             for change in entry.changes:
-                batch.add_change(change.value)
+                batch.add_change(change.value, field=change.field)
         return batch
 
 
@@ -165,33 +187,54 @@ class NormalisedBatch:
         self.messages: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
 
-    def add_change(self, value: Value) -> None:
+    def add_change(self, value: Value, *, field: str | None = None) -> None:
         if value.metadata is None:
-            if value.messages or value.statuses or value.message_echoes:
+            if value.messages or value.statuses or value.message_echoes or value.history:
                 raise ValueError(
                     "a change with messages or statuses has no metadata.phone_number_id"
                 )
             return
         pnid = value.metadata.phone_number_id
         contacts = value.contacts
+        # A `history` change is a backfill of what was written before the bridge was connected:
+        # stored for the record, never answered.
+        backfill = field == "history"
         for msg in value.messages:
-            self.messages.append(
-                _inbound_row(pnid, msg, _contact_for(contacts, msg), self.received_at)
-            )
+            row = _inbound_row(pnid, msg, _contact_for(contacts, msg), self.received_at)
+            self.messages.append({**row, "history": True} if backfill else row)
         for echo in value.message_echoes:
             self.messages.append(_echo_row(pnid, echo, self.received_at))
+        business = value.metadata.display_phone_number
+        for chunk in value.history:
+            for thread in chunk.threads:
+                for old in thread.messages:
+                    self.messages.append(
+                        _history_row(pnid, business, thread, old, self.received_at)
+                    )
         for status in value.statuses:
+            # A call's statuses (RINGING, ACCEPTED, ...) name a call, not a message: the raw
+            # event keeps them.
+            if field == "calls" or (status.model_extra or {}).get("type") == "call":
+                continue
             self.statuses.append(_status_row(pnid, status, self.received_at))
 
 
 def _contact_for(contacts: list[Contact], msg: Message) -> Contact | None:
-    # A batch may carry several senders; match by wa_id or BSUID, else the only contact given.
+    """The sender's contact: matched by wa_id or BSUID, else the only one given unless its
+    identifiers name someone else (taking them would tie a BSUID to another customer's phone,
+    and identities merge on them)."""
     for contact in contacts:
         if (msg.from_ and contact.wa_id == msg.from_) or (
             msg.from_user_id and contact.user_id == msg.from_user_id
         ):
             return contact
-    return contacts[0] if len(contacts) == 1 else None
+    if len(contacts) != 1:
+        return None
+    only = contacts[0]
+    foreign = (msg.from_ and only.wa_id and only.wa_id != msg.from_) or (
+        msg.from_user_id and only.user_id and only.user_id != msg.from_user_id
+    )
+    return None if foreign else only
 
 
 def _content(msg: Message, timestamp: int | None) -> dict[str, Any]:
@@ -203,13 +246,30 @@ def _content(msg: Message, timestamp: int | None) -> dict[str, Any]:
     return content
 
 
+def _target_wamid(msg: Message) -> str | None:
+    """The message a reaction, an edit or a revoke acts on."""
+    obj = (msg.model_extra or {}).get(msg.type)
+    if not isinstance(obj, dict):
+        return None
+    target = obj.get("message_id") if msg.type == "reaction" else obj.get("original_message_id")
+    return target if isinstance(target, str) and target else None
+
+
 def _inbound_row(
     pnid: str, msg: Message, contact: Contact | None, received_at: float
 ) -> dict[str, Any]:
     phone = msg.from_ or (contact.wa_id if contact else None)
     bsuid = msg.from_user_id or (contact.user_id if contact else None)
     timestamp = sane_timestamp(msg.timestamp, now=received_at)
+    change = _identity_change(msg)
+    if change is not None and change["previous_bsuid"]:
+        # A notice of a changed BSUID names the customer by the one they had.
+        bsuid = change["previous_bsuid"]
     return {
+        **_identity_fields(change),
+        "history": False,
+        "group_id": msg.group_id or None,
+        "target_wamid": _target_wamid(msg),
         "direction": "inbound",
         "phone_number_id": pnid,
         "wamid": msg.id,
@@ -223,9 +283,45 @@ def _inbound_row(
     }
 
 
+def _identifier(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return str(value).strip() or None
+
+
+def _identity_change(msg: Message) -> dict[str, str | None] | None:
+    """The identifiers a `system` notice gives the customer (user_changed_number: `new_wa_id`,
+    or `wa_id` in newer versions, and a regenerated `user_id`; user_changed_user_id: `user_id`
+    with `previous_user_id`), else None."""
+    if msg.type != "system":
+        return None
+    notice = (msg.model_extra or {}).get("system")
+    if not isinstance(notice, dict):
+        return None
+    new_phone = _identifier(notice.get("new_wa_id")) or _identifier(notice.get("wa_id"))
+    new_bsuid = _identifier(notice.get("user_id"))
+    previous_bsuid = _identifier(notice.get("previous_user_id"))
+    if new_phone == (msg.from_ or None):
+        new_phone = None
+    if new_bsuid == (previous_bsuid or msg.from_user_id or None):
+        new_bsuid = None
+    if new_phone is None and new_bsuid is None:
+        return None
+    return {"new_phone": new_phone, "new_bsuid": new_bsuid, "previous_bsuid": previous_bsuid}
+
+
+def _identity_fields(change: dict[str, str | None] | None) -> dict[str, Any]:
+    if change is None:
+        return {}
+    return {"new_phone": change["new_phone"], "new_bsuid": change["new_bsuid"]}
+
+
 def _echo_row(pnid: str, echo: Echo, received_at: float) -> dict[str, Any]:
     timestamp = sane_timestamp(echo.timestamp, now=received_at)
     return {
+        "history": False,
+        "group_id": None,
+        "target_wamid": None,
         "direction": "outbound",
         "phone_number_id": pnid,
         "wamid": echo.id,
@@ -236,6 +332,42 @@ def _echo_row(pnid: str, echo: Echo, received_at: float) -> dict[str, Any]:
         "content": _content(echo, timestamp),
         "timestamp": timestamp,
         "context_wamid": echo.context.id if echo.context else None,
+    }
+
+
+def _digits(number: str | None) -> str:
+    return re.sub(r"[^0-9]", "", number or "")
+
+
+def _history_row(
+    pnid: str, business: str | None, thread: HistoryThread, msg: HistoryMessage, received_at: float
+) -> dict[str, Any]:
+    # A thread is one customer's (its id their number): what they did not write, the business
+    # sent (`to` then names them). Without a thread id, `from` is compared with the business's.
+    if msg.to:
+        outbound = True
+    elif thread.id and msg.from_:
+        outbound = _digits(msg.from_) != _digits(thread.id)
+    else:
+        outbound = business is not None and _digits(msg.from_) == _digits(business)
+    customer = (msg.to if msg.to else thread.id) if outbound else (msg.from_ or thread.id)
+    timestamp = sane_timestamp(msg.timestamp, now=received_at)
+    context = msg.history_context
+    return {
+        "history": True,
+        "group_id": None,
+        "target_wamid": None,
+        "direction": "outbound" if outbound else "inbound",
+        "phone_number_id": pnid,
+        "wamid": msg.id,
+        "phone": customer,
+        "bsuid": (msg.to_user_id if outbound else msg.from_user_id) or None,
+        "profile_name": None,
+        "type": msg.type,
+        "content": _content(msg, timestamp),
+        "timestamp": timestamp,
+        "context_wamid": msg.context.id if msg.context else None,
+        "status": context.status.lower() if context and isinstance(context.status, str) else None,
     }
 
 

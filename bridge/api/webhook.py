@@ -1,11 +1,14 @@
 """`GET/POST /webhooks/whatsapp`: Meta's verification handshake and the signed intake.
 
-The POST answers 200 only after the batch is committed, 503 when it could not be stored (the
-provider retries for days), and rings the worker's doorbell once committed, without waiting for
-it (`bridge.api.doorbell`): Redis trouble never changes the 200, the worker's sweeper finds what was
-not enqueued. A store still running when the answer is due (`BRIDGE_DB_TIMEOUT_SECONDS`) gets a 503
+The POST answers 200 only after the batch is committed, 503 when it could not be stored for a
+transient reason (the provider retries for days), and rings the worker's doorbell once committed,
+without waiting for it (`bridge.api.doorbell`): Redis trouble never changes the 200, the worker's
+sweeper finds what was not enqueued. A store still running when the answer is due (`BRIDGE_DB_TIMEOUT_SECONDS`) gets a 503
 but is not abandoned: if it commits, its doorbell rings then, and the provider's retry is a
-duplicate.
+duplicate. A batch the database refuses for a data reason is answered 200 too: a redelivery
+cannot fix it, so its raw event is kept as failed (counted in
+`bridge_webhook_failed_batches_total`, logged as `bridge.api.webhook.batch_failed`) for
+`bridge replay` once the cause is fixed (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -196,26 +199,35 @@ async def receive(request: Request) -> Response:
         )
     if may_hold_unstorable(body):
         payload = scrub(payload)
-    if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
-        return _reject(
-            runtime,
-            400,
-            "wrong_object",
-            "expected an object with object == 'whatsapp_business_account'",
-        )
+    if not isinstance(payload, dict):
+        return _reject(runtime, 400, "wrong_object", "expected a JSON object")
+    # A signed object is the provider's: one the normaliser cannot read is kept as a failed
+    # event (200, for `bridge replay` after a fix), never refused into retries and then lost.
+    if payload.get("object") != "whatsapp_business_account":
+        refused = "expected an object with object == 'whatsapp_business_account'"
+        return await _store(runtime, provider, payload, NormalisedBatch(), cid, refused=refused)
     try:
         batch = Webhook.model_validate(payload).normalise()
     except (ValidationError, ValueError) as exc:
-        return _reject(runtime, 400, "invalid_payload", str(exc)[:2000])
+        refused = f"invalid_payload: {str(exc)[:1800]}"
+        return await _store(runtime, provider, payload, NormalisedBatch(), cid, refused=refused)
     return await _store(runtime, provider, payload, batch, cid)
 
 
 async def _store(
-    runtime: Runtime, provider: Provider, payload: dict[str, Any], batch: NormalisedBatch, cid: str
+    runtime: Runtime,
+    provider: Provider,
+    payload: dict[str, Any],
+    batch: NormalisedBatch,
+    cid: str,
+    *,
+    refused: str | None = None,
 ) -> Response:
     timeout = runtime.settings.BRIDGE_DB_TIMEOUT_SECONDS
     store = asyncio.create_task(
-        store_webhook(runtime.supabase, provider=provider, payload=payload, batch=batch)
+        store_webhook(
+            runtime.supabase, provider=provider, payload=payload, batch=batch, refused=refused
+        )
     )
     # Waiting on the task rather than under a timeout: a timeout would cancel the request while
     # Postgres may still commit it, and nobody would ring for what it stored.
@@ -232,6 +244,8 @@ async def _store(
     except StoreUnavailable as exc:
         return _store_failed(runtime, str(exc))
     _stored(runtime, provider, result, cid)
+    if result.failed:
+        return JSONResponse({"received": True, "event_id": result.event_id, "failed": True})
     return JSONResponse({"received": True, "event_id": result.event_id})
 
 
@@ -280,6 +294,17 @@ def _stored(
     metrics = runtime.metrics
     if count_accepted:
         metrics.inc("bridge_webhook_accepted_total", provider=provider)
+    if result.failed:
+        metrics.inc("bridge_webhook_failed_batches_total")
+        log.error(
+            "bridge.api.webhook.batch_failed",
+            extra={
+                "event_id": result.event_id,
+                "sqlstate": result.sqlstate,
+                "detail": result.error,
+            },
+        )
+        return
     metrics.inc("bridge_messages_stored_total", result.stored)
     metrics.inc("bridge_messages_duplicate_total", result.duplicates)
     metrics.inc("bridge_statuses_applied_total", result.statuses_applied)

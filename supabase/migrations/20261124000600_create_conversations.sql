@@ -23,10 +23,13 @@ create table public.conversations (
   team_id uuid,
   agent_conversational boolean,
   agent_crm boolean,
+  group_id text,
+  bot_paused_until timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (id, workspace_id),
-  constraint conversations_phone_or_bsuid_check check (phone is not null or bsuid is not null),
+  constraint conversations_phone_or_bsuid_check
+    check (phone is not null or bsuid is not null or group_id is not null),
   constraint conversations_channel_fkey foreign key (channel_id, workspace_id)
     references public.whatsapp_channels (id, workspace_id) on delete set null (channel_id),
   constraint conversations_contact_fkey foreign key (contact_id, workspace_id)
@@ -50,11 +53,17 @@ comment on column public.conversations.agent_conversational is
   'Per-conversation override of the conversational AI agent: null = inherit the workspace switch, false = off, true = on.';
 comment on column public.conversations.agent_crm is
   'Per-conversation override of the CRM agents: null = inherit, false = off, true = on.';
+comment on column public.conversations.group_id is
+  'The WhatsApp group this conversation is (messages with group_id); null for a one-to-one conversation. A group conversation has no phone or BSUID of its own: each message records its sender.';
+comment on column public.conversations.bot_paused_until is
+  'The bot stays silent until then because a human wrote to the customer (workspace_agent_config.human_takeover; infinity: until a member resumes it with public.resume_bot). Written by the bridge only; agent_conversational stays the member''s own switch.';
 
 create unique index conversations_workspace_id_phone_key
   on public.conversations (workspace_id, phone) where phone is not null;
 create unique index conversations_workspace_id_bsuid_key
   on public.conversations (workspace_id, bsuid) where bsuid is not null;
+create unique index conversations_workspace_id_group_id_key
+  on public.conversations (workspace_id, group_id) where group_id is not null;
 create index conversations_inbox_idx
   on public.conversations (workspace_id, last_message_at desc);
 create index conversations_workspace_id_status_idx on public.conversations (workspace_id, status);

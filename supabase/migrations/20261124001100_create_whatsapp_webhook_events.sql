@@ -14,7 +14,11 @@ create table public.whatsapp_webhook_events (
   status text not null default 'received'
     check (status in ('received', 'processed', 'unroutable', 'failed')),
   error_message text,
+  error_sqlstate text,
+  attempts int not null default 1 check (attempts >= 1),
+  payload_sha256 bytea,
   processed_at timestamptz,
+  replayed_at timestamptz,
   created_at timestamptz not null default now()
 );
 comment on table public.whatsapp_webhook_events is
@@ -28,12 +32,25 @@ comment on column public.whatsapp_webhook_events.phone_number_ids is
 comment on column public.whatsapp_webhook_events.wa_message_ids is
   'wamids of the messages and statuses in the payload.';
 comment on column public.whatsapp_webhook_events.status is
-  'received: stored, not yet processed; processed; unroutable: no channel matched; failed: processing raised (see error_message).';
+  'received: stored, not yet processed; processed; unroutable: no channel matched; failed: the database refused the batch for a data reason (see error_message), kept for `bridge replay`.';
+comment on column public.whatsapp_webhook_events.error_message is
+  'Why the last attempt failed (status failed), or what a processed delivery could not keep (unknown numbers, wamid conflicts, dropped statuses).';
+comment on column public.whatsapp_webhook_events.error_sqlstate is
+  'SQLSTATE of the failure while status is failed; null once processed.';
+comment on column public.whatsapp_webhook_events.attempts is
+  'How many times this body was processed: redeliveries of a failed body and replays count here instead of adding rows.';
+comment on column public.whatsapp_webhook_events.payload_sha256 is
+  'sha256 of the payload''s jsonb text, set when a delivery fails: a redelivery of the same body finds the failed event by it.';
+comment on column public.whatsapp_webhook_events.replayed_at is
+  'When `bridge replay` last processed this event again; null when it never did.';
 
 create index whatsapp_webhook_events_workspace_id_created_at_idx
   on public.whatsapp_webhook_events (workspace_id, created_at desc);
 create index whatsapp_webhook_events_pending_idx
   on public.whatsapp_webhook_events (created_at) where status in ('received', 'failed');
+-- One failed event per body: the key a failing redelivery bumps instead of adding a row.
+create unique index whatsapp_webhook_events_failed_payload_key
+  on public.whatsapp_webhook_events (payload_sha256) where status = 'failed';
 
 alter table public.whatsapp_webhook_events enable row level security;
 

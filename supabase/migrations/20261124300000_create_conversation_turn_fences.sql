@@ -42,9 +42,13 @@ language plpgsql
 set search_path = ''
 as $$
 begin
+  -- Shared lock: a merge that deletes the conversation (and its fence) waits for this write
+  -- to finish, and a write that comes after the merge finds no fence: FenceLost either way,
+  -- never a foreign-key error half-way.
   if not exists (
     select 1 from public.conversation_turn_fences f
      where f.conversation_id = p_conversation_id and f.epoch = p_epoch
+       for share
   ) then
     raise exception 'turn fence lost for conversation % (epoch %)', p_conversation_id, p_epoch
       using errcode = 'WBF01', hint = 'another worker owns this conversation now';

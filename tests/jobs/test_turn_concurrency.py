@@ -61,7 +61,7 @@ async def test_twenty_messages_to_one_conversation_are_handled_one_turn_at_a_tim
         content_body(r)
         for r in await turn_db.fetch(
             "select content from public.messages where conversation_id = $1 and direction = 'inbound'"
-            " order by timestamp, created_at, id",
+            " order by timestamp, received_seq",
             conv,
         )
     ]

@@ -164,6 +164,13 @@ EXPECTED: dict[str, Expect] = {
         update=NOBODY,
         delete=NOBODY,
     ),
+    "conversation_merges": Expect(
+        row=_extra("conversation_merges"),
+        select=MEMBERS,  # where a merged conversation went
+        insert=NOBODY,
+        update=NOBODY,
+        delete=NOBODY,
+    ),
     "conversation_turn_fences": Expect(
         row=lambda r: ("conversation_id", r.tenant.conversation_id),
         select=NOBODY,
@@ -195,6 +202,14 @@ EXECUTABLE: dict[str, frozenset[str]] = {
     # The round-robin RPC (it checks the caller is an admin of the workspace) and its body.
     "assign_next_agent(uuid)": frozenset({"authenticated"}),
     "private.assign_next_agent(uuid)": frozenset({"authenticated"}),
+    # A member's reply, template and resume (each checks membership of the conversation's
+    # workspace), and their SECURITY DEFINER bodies.
+    "send_message(uuid,text)": frozenset({"authenticated"}),
+    "private.send_message(uuid,text)": frozenset({"authenticated"}),
+    "send_template(uuid,text,text,jsonb)": frozenset({"authenticated"}),
+    "private.send_template(uuid,text,text,jsonb)": frozenset({"authenticated"}),
+    "resume_bot(uuid)": frozenset({"authenticated"}),
+    "private.resume_bot(uuid)": frozenset({"authenticated"}),
 }
 
 # Sequences the API roles may use: none (only the service role inserts where one is used).
@@ -241,6 +256,12 @@ async def _matrix_rows(conn: asyncpg.Connection, tenant: Tenant) -> dict[str, An
         " values ($1, $2, 'delivered') returning id",
         "wamid." + random_suffix(),
         tenant.channel_id,
+    )
+    extra["conversation_merges"] = await conn.fetchval(
+        "insert into public.conversation_merges (workspace_id, kind, reason, survivor_id)"
+        " values ($1, 'conversation', 'same_customer', $2) returning id",
+        tenant.workspace_id,
+        tenant.conversation_id,
     )
     await conn.execute(
         "insert into public.conversation_turn_fences (conversation_id, epoch, holder)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,13 +45,6 @@ def _valid_body(pnid: str) -> dict[str, Any]:
 
 def _cases(pnid: str) -> list[tuple[str, dict[str, Any], int, str]]:
     good = _valid_body(pnid)
-    no_id = json.loads(json.dumps(good))
-    del no_id["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-    messages_not_list = json.loads(json.dumps(good))
-    messages_not_list["entry"][0]["changes"][0]["value"]["messages"] = "hola"
-    no_metadata = json.loads(json.dumps(good))
-    del no_metadata["entry"][0]["changes"][0]["value"]["metadata"]
-    entry_not_list = {"object": "whatsapp_business_account", "entry": {"id": 1}}
     return [
         ("unsigned", {"raw": json.dumps(good).encode(), "secret": None}, 401, "missing_signature"),
         (
@@ -67,11 +61,6 @@ def _cases(pnid: str) -> list[tuple[str, dict[str, Any], int, str]]:
         ),
         ("not_utf8", {"raw": b"\xff\xfe{}"}, 400, "invalid_json"),
         ("json_array", {"raw": b"[]"}, 400, "wrong_object"),
-        ("wrong_object", {"payload": {**good, "object": "page"}}, 400, "wrong_object"),
-        ("message_without_id", {"payload": no_id}, 400, "invalid_payload"),
-        ("messages_not_a_list", {"payload": messages_not_list}, 400, "invalid_payload"),
-        ("change_without_metadata", {"payload": no_metadata}, 400, "invalid_payload"),
-        ("entry_not_a_list", {"payload": entry_not_list}, 400, "invalid_payload"),
         (
             "oversized",
             {"raw": b'{"object": "' + b"x" * (3 * 1024 * 1024 + 10) + b'"}'},
@@ -97,7 +86,7 @@ def _deep(levels: int) -> bytes:
     return b"[" * levels + b"]" * levels
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(8))
 async def test_bad_input_gets_its_status_and_changes_nothing(
     webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool, case: int
 ) -> None:
@@ -113,6 +102,60 @@ async def test_bad_input_gets_its_status_and_changes_nothing(
     assert response.json()["error"] == reason
     assert await _counts(db) == before
     assert metrics.value("bridge_webhook_rejected_total", reason=reason) == rejected_before + 1
+
+
+def _unreadable(pnid: str) -> dict[str, dict[str, Any]]:
+    """Signed JSON objects the normaliser cannot read: the provider's all the same."""
+    good = _valid_body(pnid)
+    no_id = json.loads(json.dumps(good))
+    del no_id["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    messages_not_list = json.loads(json.dumps(good))
+    messages_not_list["entry"][0]["changes"][0]["value"]["messages"] = "hola"
+    no_metadata = json.loads(json.dumps(good))
+    del no_metadata["entry"][0]["changes"][0]["value"]["metadata"]
+    return {
+        "wrong_object": {**good, "object": "page"},
+        "message_without_id": no_id,
+        "messages_not_a_list": messages_not_list,
+        "change_without_metadata": no_metadata,
+        "entry_not_a_list": {"object": "whatsapp_business_account", "entry": {"id": 1}},
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wrong_object",
+        "message_without_id",
+        "messages_not_a_list",
+        "change_without_metadata",
+        "entry_not_a_list",
+    ],
+)
+async def test_a_signed_body_the_normaliser_cannot_read_is_kept_as_failed_not_refused(
+    webhook: WebhookClient, make_channel: MakeChannel, db: asyncpg.Pool, name: str
+) -> None:
+    """A 400 would make the provider retry for days and then drop it: it is kept, failed, for
+    `bridge replay` once the normaliser reads it, and a redelivery adds no second event."""
+    channel = await make_channel()
+    payload = _unreadable(channel.phone_number_id)[name]
+    events, messages, conversations = await _counts(db)
+    first = await webhook.post(payload)
+    again = await webhook.post(payload)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["failed"] is True
+    event_id = first.json()["event_id"]
+    assert again.json()["event_id"] == event_id
+    assert await _counts(db) == (events + 1, messages, conversations)
+    row = await db.fetchrow(
+        "select status, error_sqlstate, error_message, attempts, payload"
+        " from public.whatsapp_webhook_events where id = $1",
+        uuid.UUID(event_id),
+    )
+    assert row is not None
+    assert (row["status"], row["error_sqlstate"], row["attempts"]) == ("failed", "WBR01", 2)
+    assert "payload refused" in row["error_message"]
+    assert json.loads(row["payload"]) == payload
 
 
 def test_refuses_to_start_without_a_webhook_secret() -> None:
