@@ -1,9 +1,11 @@
 """The sender: pending outbox rows of a conversation go out in order, with their delays.
 
 Before each send the row is claimed (`turn_store.claim_outbox_message`): the turn is still this
-worker's (fence), the agent is still on and no newer inbound message arrived; a reply that should
-not go out is `skipped` with the reason (the next turn answers everything). The handoff message is
-exempt from the "agent on" check: the handoff itself switched it off. A row is `sending` before
+worker's (fence), no human took the conversation over, the agent is still on and no newer inbound
+message arrived; a reply that should not go out is `skipped` with the reason (the next turn
+answers everything). The handoff message is exempt from the "agent on" check: the handoff itself
+switched it off. So are a member's messages (`human`: a text, only inside the 24-hour window, else
+it fails with the reason; `template`: an approved template, at any time). A row is `sending` before
 the API call, so after a crash mid-call its outcome is known to be unknown: it becomes `unknown`
 and is never re-sent blindly; so does an answer without a well-formed message id. Throttled
 sends wait as `jobs.retry` says. A send the operator's endpoint policy refuses (a channel URL
@@ -56,11 +58,15 @@ async def send_pending(
     report = SendReport()
     if rows is None:
         rows = await turn_store.pending_outbox(lock)
+    window_closed = False
     for index, row in enumerate(rows):
+        if window_closed and row.kind != "template":
+            continue  # skipped when WhatsApp said the window closed
         if row.delay_ms and response_speed > 0:
             await asyncio.sleep(row.delay_ms / 1000 * response_speed)
         claim = await turn_store.claim_outbox_message(lock, row.id)
         report.skipped += claim.skipped
+        report.failed += claim.failed
         if not claim.claimed:
             continue  # a handoff message later in the list still goes out
         checkpoint("sending")
@@ -74,16 +80,18 @@ async def send_pending(
             await turn_store.record_send(lock, row.id, "unknown", reason=str(outcome)[:500])
             report.unknown += 1
             continue
-        await turn_store.record_send(
-            lock, row.id, "failed", code=outcome.code, reason=str(outcome)[:500]
-        )
-        report.failed += 1
+        reason = str(outcome)
         if isinstance(outcome, WindowClosed):
-            rest = [r.id for r in rows[index + 1 :]]
+            reason = f"24-hour customer service window closed; send a template instead: {reason}"
+        await turn_store.record_send(lock, row.id, "failed", code=outcome.code, reason=reason[:500])
+        report.failed += 1
+        if isinstance(outcome, WindowClosed) and not window_closed:
+            # WhatsApp delivers nothing but a template now: the texts after it are skipped.
+            window_closed = True
+            rest = [r.id for r in rows[index + 1 :] if r.kind != "template"]
             report.skipped += await turn_store.skip_outbox(
                 lock, rest, "24 h customer-service window closed (131047)"
             )
-            break
     return report
 
 
@@ -94,6 +102,10 @@ async def _send_one(
     attempt = 0
     while True:
         try:
+            if row.kind == "template":
+                if row.template is None:
+                    return Rejected("a template row without its template object")
+                return await client.send_template(channel, to, row.template)
             return await client.send_text(channel, to, row.body)
         except Throttled as exc:
             wait = retry.throttle_wait(attempt, exc.code or 0, backoff_seconds)

@@ -7,12 +7,15 @@ record on the lock pool's progress (`jobs.health`). Shutdown waits a bounded tim
 and then drops its connections, so SIGTERM ends the process even when the database does not
 answer. Crons: the sweeper (inbound messages without a job, outbox rows a dead worker left
 behind) and idle sessions. `jobs.worker.WorkerSettings` hands them to arq with the process's
-settings in `ctx`.
+settings in `ctx`. A member's message (public.send_message, public.send_template) is announced on
+the `bridge_outbox` notification channel: `OutboxListener` turns each notification into its
+conversation's job, and the sweeper covers what a lost connection missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -25,7 +28,7 @@ from arq import Retry
 
 from bridge import gc_tuning, logs
 from bridge.http_pool import pooled_session
-from bridge.queue import JobQueue
+from bridge.queue import JobQueue, TurnJob
 from bridge.settings import Settings
 from jobs import retry, sweeper
 from jobs.engine.claude import ClaudeSettings
@@ -40,6 +43,20 @@ log = logging.getLogger(__name__)
 
 # How long shutdown waits for a pool to close gracefully before dropping its connections.
 POOL_CLOSE_SECONDS = 2.0
+# The channel public.send_message and public.send_template notify (payload: the conversation id).
+OUTBOX_CHANNEL = "bridge_outbox"
+# A lost listening connection is opened again after this long.
+LISTEN_RETRY_SECONDS = 1.0
+# How often an idle listening connection is checked to be alive.
+LISTEN_PING_SECONDS = 30.0
+
+# Conversations with a member's message still pending: enqueued whenever the listener (re)starts
+# listening, since notifications sent while nobody listened are gone.
+_PENDING_MEMBER_OUTBOX = """
+select distinct m.conversation_id from public.messages m
+where m.direction = 'outbound' and m.status = 'pending' and m.outbox_kind in ('human', 'template')
+limit 1000
+"""
 
 
 def statement_seconds(job_timeout: float) -> float:
@@ -70,6 +87,73 @@ def llm_settings(settings: Settings) -> ClaudeSettings | None:
     }
     options: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     return ClaudeSettings(api_key=settings.ANTHROPIC_API_KEY.get_secret_value(), **options)
+
+
+class OutboxListener:
+    """LISTENs on `OUTBOX_CHANNEL` over a connection of its own (a notification needs a session,
+    so DATABASE_URL's session mode serves it) and enqueues the notified conversation's job: a
+    member's message goes out within the worker's poll delay, through the same turn, lock and
+    outbox as the bot's. A lost connection is opened again; on each (re)start the conversations
+    with a member's message still pending are enqueued too."""
+
+    def __init__(self, dsn: str, queue: JobQueue) -> None:
+        self._dsn = dsn
+        self._queue = queue
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("jobs.listen.connect_failed", extra={"detail": repr(exc)})
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            try:
+                await self._listen(conn)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("jobs.listen.lost", extra={"detail": repr(exc)})
+            finally:
+                conn.terminate()
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        """Until the connection is lost: a dropped socket ends the wait at once, a silent one
+        fails the periodic ping."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+        await self.catch_up(conn)
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), LISTEN_PING_SECONDS)
+            if not lost.is_set():
+                await conn.fetchval("select 1", timeout=LISTEN_PING_SECONDS)
+
+    async def catch_up(self, db: asyncpg.Connection | asyncpg.Pool) -> None:
+        """Enqueue the conversations with a member's message still pending."""
+        pending = await db.fetch(_PENDING_MEMBER_OUTBOX)
+        await self._enqueue([str(r["conversation_id"]) for r in pending])
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            conversation_id = str(uuid.UUID(str(payload)))
+        except ValueError:
+            log.warning("jobs.listen.bad_payload", extra={"detail": str(payload)[:100]})
+            return
+        task = asyncio.get_running_loop().create_task(self._enqueue([conversation_id]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _enqueue(self, conversation_ids: list[str]) -> None:
+        jobs = [
+            TurnJob(conv, None, None, f"outbox:{conv}:{uuid.uuid4().hex}")
+            for conv in conversation_ids
+        ]
+        try:
+            await self._queue.enqueue(jobs)
+        except Exception as exc:  # the sweeper re-enqueues what this misses
+            log.warning("jobs.listen.enqueue_failed", extra={"detail": repr(exc)})
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -116,11 +200,20 @@ async def startup(ctx: dict[str, Any]) -> None:
         jobs=ctx["queue"],
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
     )
+    listener = OutboxListener(settings.DATABASE_URL, ctx["queue"])
+    # Before the first poll, so a worker in burst mode finds those jobs too.
+    await listener.catch_up(ctx["db"])
+    ctx["outbox_listener"] = asyncio.get_running_loop().create_task(listener.run())
     gc_tuning.settle_after_startup()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     deps: TurnDeps = ctx["turn_deps"]
+    listening: asyncio.Task[None] | None = ctx.get("outbox_listener")
+    if listening is not None:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
     await deps.engines.aclose()
     await ctx["http"].close()
     await close_pool(ctx["lock_pool"])

@@ -8,12 +8,15 @@ job that finds the lock busy, or nothing to do, exits: the holder will drain its
     take (lock + fence + verdict, one call) → while the verdict asks:
       resume   send what an interrupted turn left (a reply in flight → a human checks)
       wait     the reply window is open
-      off      mark the messages processed
+      off      mark the messages processed (the agent is off, or paused: a human took over)
       handoff  hand them to a human (the agent kept failing)
       run      typing START → engine → commit the decision (turns, outbox rows, state,
                processed marks: one transaction) → send in order with delays → typing STOP
                (finally) → handoff if the engine asked
-    → unlock (messages waiting? take it again)
+    → unlock (messages, or a member's queued reply, waiting? take it again)
+
+A member's reply (public.send_message) is an outbox row like the bot's: the `resume` verdict
+sends it, even when the agent is off.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ EARLIEST_MESSAGE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
 
 VerdictKind = Literal["gone", "resume", "idle", "off", "wait", "handoff", "run"]
+# What an outbox row is (messages.outbox_kind): the engine's reply, the handoff message, a
+# member's text (public.send_message) or template (public.send_template).
+OutboxKind = Literal["reply", "handoff", "human", "template"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Verdict:
     gone     the conversation no longer exists
     resume   outbox rows a turn left pending or in flight come first
     idle     nothing to answer
-    off      the agent is off for it: the messages are marked processed, nothing else
+    off      the agent is off for it (or paused: a human took it over): the messages are
+             marked processed, nothing else
     wait     the reply window is open: look again in `wait_ms`
     handoff  the turn was asked to hand the messages to a human
     run      answer `messages`: `contact` and `session` are ready
@@ -71,7 +75,8 @@ class Verdict:
 
     kind: VerdictKind
     conversation: Conversation | None = None
-    agent_on: bool = False  # the workspace's switch AND the conversation's override
+    # The workspace's switch AND the conversation's override AND no human takeover's pause.
+    agent_on: bool = False
     messages: tuple[InboundMessage, ...] = ()
     outbox_sending: int = 0
     wait_ms: float = 0
@@ -86,9 +91,11 @@ class Verdict:
 @dataclass(frozen=True)
 class OutboxRow:
     id: uuid.UUID
-    kind: str  # 'reply' (the engine's) or 'handoff' (the handoff message)
+    kind: str  # an OutboxKind
     body: str
     delay_ms: int
+    # A template row's Cloud API `template` object (name, language, components).
+    template: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,9 @@ class Claim:
     """The answer of claiming an outbox row just before its send."""
 
     claimed: bool  # the row is `sending` now: send it
-    reason: str | None = None  # why it was not: 'gone', or the skip reason
+    reason: str | None = None  # why it was not: 'gone', the skip reason, or 'window closed'
     skipped: int = 0  # rows skipped with it (this one and the turn's later replies)
+    failed: int = 0  # a member's text outside the 24-hour window: failed with the reason
 
 
 async def begin(
@@ -299,12 +307,22 @@ async def pending_outbox(lock: ConversationLock) -> list[OutboxRow]:
     rows = json.loads(
         await lock.conn.fetchval("select private.pending_outbox($1)", lock.conversation_id)
     )
-    return [OutboxRow(uuid.UUID(r["id"]), r["kind"], r["body"], int(r["delay_ms"])) for r in rows]
+    return [
+        OutboxRow(
+            uuid.UUID(r["id"]),
+            r["kind"],
+            r["body"],
+            int(r["delay_ms"]),
+            r.get("template") if isinstance(r.get("template"), dict) else None,
+        )
+        for r in rows
+    ]
 
 
 async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) -> Claim:
-    """Fence, agent still on, no newer inbound: checked and claimed in one statement. A reply
-    that must not go out is skipped together with the turn's later replies."""
+    """Fence, agent still on (no human took over), no newer inbound: checked and claimed in one
+    statement. A reply that must not go out is skipped together with the turn's later replies;
+    a member's text outside the 24-hour window fails with the reason."""
     data = json.loads(
         await _fenced(
             lock,
@@ -314,7 +332,12 @@ async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) ->
             message_id,
         )
     )
-    return Claim(claimed=bool(data["claimed"]), reason=data["reason"], skipped=int(data["skipped"]))
+    return Claim(
+        claimed=bool(data["claimed"]),
+        reason=data["reason"],
+        skipped=int(data["skipped"]),
+        failed=int(data.get("failed") or 0),
+    )
 
 
 async def skip_outbox(lock: ConversationLock, message_ids: list[uuid.UUID], reason: str) -> int:

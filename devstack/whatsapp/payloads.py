@@ -87,6 +87,8 @@ def _send(body: dict[str, Any]) -> Send:
         isinstance(context, dict) and isinstance(context.get("message_id"), str)
     ):
         raise InvalidRequest("Param context[message_id] must be a string.")
+    if kind == "template":
+        _template(content)
     if kind != "text":
         return Send(to=to, type=kind, text=None)
     text = content.get("body")
@@ -97,3 +99,25 @@ def _send(body: dict[str, Any]) -> Send:
     if "preview_url" in content and not isinstance(content["preview_url"], bool):
         raise InvalidRequest("Param text[preview_url] must be a boolean.")
     return Send(to=to, type="text", text=text)
+
+
+def _template(template: dict[str, Any]) -> None:
+    """`template`: `name` and `language.code` required; `components`, when given, a list of
+    objects each naming its `type` (header, body, button, ...)."""
+    name = template.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("Param template[name] is required and must be a non-empty string.")
+    language = template.get("language")
+    if not isinstance(language, dict):
+        raise InvalidRequest("Param template[language] is required and must be an object.")
+    code = language.get("code")
+    if not isinstance(code, str) or not code:
+        raise InvalidRequest("Param template[language][code] is required and must be a string.")
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        raise InvalidRequest("Param template[components] must be an array.")
+    for index, component in enumerate(components):
+        if not isinstance(component, dict) or not isinstance(component.get("type"), str):
+            raise InvalidRequest(
+                f"Param template[components][{index}][type] is required and must be a string."
+            )

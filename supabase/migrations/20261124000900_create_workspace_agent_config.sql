@@ -13,6 +13,11 @@ create table public.workspace_agent_config (
   reply_window_ms integer not null default 0 check (reply_window_ms >= 0),
   whatsapp_typing_indicator boolean not null default false,
   typing_channel_private boolean not null default false,
+  agent_answers_groups boolean not null default false,
+  human_takeover text not null default 'pause'
+    check (human_takeover in ('off', 'pause', 'until_resumed')),
+  human_takeover_minutes integer not null default 30
+    check (human_takeover_minutes between 1 and 43200),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -34,6 +39,14 @@ comment on column public.workspace_agent_config.whatsapp_typing_indicator is
   'Also show WhatsApp''s own typing indicator to the customer while the agent prepares a reply.';
 comment on column public.workspace_agent_config.typing_channel_private is
   'Broadcast the inbox''s typing indicator on the private Realtime channel conversation:<id>, which only members of the workspace may join (policies on realtime.messages); false: the public channel of that name, readable by anyone holding the anon key and the conversation id.';
+
+comment on column public.workspace_agent_config.human_takeover is
+  'When a human writes to a customer (an echo from the WhatsApp Business app, or public.send_message from the inbox): off = the bot keeps answering; pause = the bot pauses for human_takeover_minutes; until_resumed = the bot pauses until a member calls public.resume_bot.';
+comment on column public.workspace_agent_config.human_takeover_minutes is
+  'How long a human''s message pauses the bot when human_takeover is pause (from that message; each new one extends it).';
+
+comment on column public.workspace_agent_config.agent_answers_groups is
+  'Whether the agent may answer WhatsApp group conversations. Off by default; while the sender addresses only individual recipients the intake hands no group message to the agent either way.';
 
 create trigger workspace_agent_config_set_updated_at
   before update on public.workspace_agent_config

@@ -8,7 +8,8 @@
 -- =============================================================================================
 
 -- The agent answers a conversation when the workspace switch is on AND the conversation's
--- override is not false (null inherits; a per-conversation true never beats a global off).
+-- override is not false (null inherits; a per-conversation true never beats a global off) AND
+-- no human has taken it over (bot_paused_until in the future: private.pause_bot_for_human).
 -- turn_snapshot applies the same rule in its own statement.
 create or replace function private.is_agent_enabled(p_conversation_id uuid)
 returns boolean
@@ -19,6 +20,7 @@ as $$
 begin
   return coalesce((
     select cfg.agent_enabled and coalesce(c.agent_conversational, true)
+           and (c.bot_paused_until is null or c.bot_paused_until <= now())
       from public.conversations c
       join public.workspace_agent_config cfg on cfg.workspace_id = c.workspace_id
      where c.id = p_conversation_id), false);
@@ -75,9 +77,10 @@ begin
 end;
 $$;
 
--- Release the lock, then say whether inbound messages are waiting: one stored while the lock
--- was held found it busy and its job left it to us. The check is a statement of its own, after
--- the unlock, so it sees every message committed before the lock was free.
+-- Release the lock, then say whether work is waiting: an inbound message, or a member's reply
+-- (public.send_message), stored while the lock was held found it busy and its job left it to
+-- us. The check is a statement of its own, after the unlock, so it sees every row committed
+-- before the lock was free.
 create or replace function private.unlock_conversation(p_conversation_id uuid)
 returns boolean
 language plpgsql
@@ -88,7 +91,10 @@ begin
   perform pg_catalog.pg_advisory_unlock(private.conversation_lock_key(p_conversation_id));
   return exists (select 1 from public.messages m
                   where m.conversation_id = p_conversation_id and m.direction = 'inbound'
-                    and not m.processed_by_agent);
+                    and not m.processed_by_agent)
+      or exists (select 1 from public.messages m
+                  where m.conversation_id = p_conversation_id and m.direction = 'outbound'
+                    and m.status = 'pending');
 end;
 $$;
 
@@ -114,8 +120,10 @@ begin
                       else jsonb_build_object('id', ct.id, 'name', ct.name, 'phone', ct.phone) end,
       'config', coalesce(to_jsonb(cfg), '{}'::jsonb),
       -- Without a channel the agent cannot answer: the verdict is `off`, nothing is sent.
-      'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true), false)
+      'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true)
+                          and (c.bot_paused_until is null or c.bot_paused_until <= now()), false)
                  and ch.id is not null,
+      'paused_until', c.bot_paused_until,
       'messages', coalesce(inbound.messages, '[]'::jsonb),
       'newest_age_ms', extract(epoch from now() - arrival.newest) * 1000,
       'outbox_pending', outbox.pending,
@@ -139,12 +147,12 @@ begin
                                then jsonb_set(u.content, '{body}',
                                               to_jsonb(left(u.content ->> 'body', 4096)))
                                else u.content end,
-               'timestamp', u.timestamp) order by u.timestamp, u.created_at, u.id) as messages
-        from (select m.id, m.wamid, m.type, m.content, m.timestamp, m.created_at
+               'timestamp', u.timestamp) order by u.timestamp, u.received_seq) as messages
+        from (select m.id, m.wamid, m.type, m.content, m.timestamp, m.received_seq
                 from public.messages m
                where m.conversation_id = c.id and m.direction = 'inbound'
                  and not m.processed_by_agent
-               order by m.timestamp, m.created_at, m.id
+               order by m.timestamp, m.received_seq
                limit 50) u) inbound
     -- Arrival times clamped to [now - 1 day, now]: an infinite or far-off one cannot break the
     -- reply window's arithmetic.

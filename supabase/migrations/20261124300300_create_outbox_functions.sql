@@ -4,7 +4,8 @@
 -- (service_role).
 -- =============================================================================================
 
--- The conversation's pending outbox rows in sending order.
+-- The conversation's pending outbox rows in sending order: the bot's replies and the members'
+-- messages (human, template) as they were queued, a turn's replies by their position.
 create or replace function private.pending_outbox(p_conversation_id uuid)
 returns jsonb
 language plpgsql
@@ -15,7 +16,8 @@ begin
   return coalesce((
     select jsonb_agg(jsonb_build_object(
              'id', m.id, 'kind', coalesce(m.outbox_kind, 'reply'),
-             'body', coalesce(m.content ->> 'body', ''), 'delay_ms', coalesce(m.delay_ms, 0))
+             'body', coalesce(m.content ->> 'body', ''), 'delay_ms', coalesce(m.delay_ms, 0),
+             'template', case when m.outbox_kind = 'template' then m.content -> 'template' end)
            order by m.created_at, m.outbox_position, m.id)
       from public.messages m
      where m.conversation_id = p_conversation_id and m.direction = 'outbound'
@@ -61,10 +63,13 @@ end;
 $$;
 
 -- Just before sending one outbox row: still this worker's turn, the conversation still on a
--- channel of its workspace, and (for a reply) the agent still on and no newer inbound message?
--- If so the row moves to `sending`. Without a channel nothing can go out: every pending row of
--- the conversation is skipped. Otherwise this and the turn's later replies are skipped.
--- Returns {claimed, reason, skipped}.
+-- channel of its workspace, and (for a reply) no human took over, the agent still on and no
+-- newer inbound message? If so the row moves to `sending`. Without a channel nothing can go out:
+-- every pending row of the conversation is skipped. A reply that must not go out is skipped
+-- with the turn's later replies. A member's text (human) goes out whether the agent is on or not,
+-- but only inside the 24-hour customer service window: outside it the row fails with the reason
+-- (a template, sent by public.send_template, is the way then). Returns {claimed, reason,
+-- skipped, failed}.
 create or replace function private.claim_outbox_message(
   p_conversation_id uuid, p_epoch bigint, p_message_id uuid
 ) returns jsonb
@@ -91,8 +96,24 @@ begin
     get diagnostics v_skipped = row_count;
     return jsonb_build_object('claimed', false, 'reason', 'no channel', 'skipped', v_skipped);
   end if;
+  if v_kind = 'human' and not exists (
+       select 1 from public.conversations c
+        where c.id = p_conversation_id
+          and c.last_customer_message_at > now() - interval '24 hours') then
+    update public.messages
+       set status = 'failed', error_code = 'window_closed', status_timestamp = now(),
+           error_message = '24-hour customer service window closed: the customer has not written'
+                           || ' in the last 24 hours; send an approved template instead'
+                           || ' (public.send_template)'
+     where id = p_message_id;
+    return jsonb_build_object('claimed', false, 'reason', 'window closed', 'skipped', 0,
+                              'failed', 1);
+  end if;
   if v_kind = 'reply' then
-    if not private.is_agent_enabled(p_conversation_id) then
+    if exists (select 1 from public.conversations c
+                where c.id = p_conversation_id and c.bot_paused_until > now()) then
+      v_reason := 'human took over';
+    elsif not private.is_agent_enabled(p_conversation_id) then
       v_reason := 'agent disabled';
     elsif exists (select 1 from public.messages
                    where conversation_id = p_conversation_id and direction = 'inbound'

@@ -12,13 +12,17 @@ import pytest
 from tests.fixtures.postgres import acting_as
 
 # Private functions the API roles must be able to run: the membership checks run inside
-# policies as the caller, and the round-robin body behind public.assign_next_agent.
+# policies as the caller, the round-robin body behind public.assign_next_agent, and the bodies
+# of the members' send RPCs (public.send_message, send_template, resume_bot).
 AUTHENTICATED_PRIVATE_FUNCTIONS = {
     "private.is_workspace_member(uuid)",
     "private.is_workspace_admin(uuid)",
     "private.is_workspace_owner(uuid)",
     "private.workspace_of_team(uuid)",
     "private.assign_next_agent(uuid)",
+    "private.send_message(uuid,text)",
+    "private.send_template(uuid,text,text,jsonb)",
+    "private.resume_bot(uuid)",
 }
 
 # Columns the existing frontend and the bridge rely on (DESIGN.md, "Contract").
@@ -255,7 +259,9 @@ async def test_private_functions_are_not_executable_by_public_or_anon(
 
 @pytest.mark.parametrize("function", sorted(AUTHENTICATED_PRIVATE_FUNCTIONS))
 async def test_anon_cannot_call_private_functions(conn: asyncpg.Connection, function: str) -> None:
-    call = function.replace("(uuid)", "(gen_random_uuid())")
+    name, _, types = function.rstrip(")").partition("(")
+    args = ", ".join("gen_random_uuid()" if t == "uuid" else f"null::{t}" for t in types.split(","))
+    call = f"{name}({args})"
     async with acting_as(conn, "anon"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetchval(f"select {call}")

@@ -11,6 +11,7 @@ import asyncpg
 from bridge.api.intake import Provider
 from jobs.engine.modes import HANDOFF, MODES
 from jobs.engine.playbook import KINDS
+from jobs.turn_store import OutboxKind
 
 
 async def _check_values(db: asyncpg.Pool, table: str, column: str) -> set[str]:
@@ -48,3 +49,8 @@ async def test_modes(db: asyncpg.Pool) -> None:
 async def test_providers(db: asyncpg.Pool) -> None:
     values = await _check_values(db, "public.whatsapp_channels", "provider")
     assert values == set(typing.get_args(Provider))
+
+
+async def test_outbox_kinds(db: asyncpg.Pool) -> None:
+    values = await _check_values(db, "public.messages", "outbox_kind")
+    assert values == set(typing.get_args(OutboxKind))
