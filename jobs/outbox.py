@@ -53,8 +53,10 @@ async def send_pending(
     response_speed: float,
     backoff_seconds: float,
     rows: list[OutboxRow] | None = None,
+    group: bool = False,
 ) -> SendReport:
-    """Send `rows` (the conversation's pending outbox when not given) in order."""
+    """Send `rows` (the conversation's pending outbox when not given) in order; to the group
+    `to` when `group`."""
     report = SendReport()
     if rows is None:
         rows = await turn_store.pending_outbox(lock)
@@ -70,7 +72,7 @@ async def send_pending(
         if not claim.claimed:
             continue  # a handoff message later in the list still goes out
         checkpoint("sending")
-        outcome = await _send_one(client, channel, to, row, backoff_seconds)
+        outcome = await _send_one(client, channel, to, row, backoff_seconds, group)
         if isinstance(outcome, str):
             checkpoint("sent")
             await turn_store.record_send(lock, row.id, "sent", wamid=outcome)
@@ -96,7 +98,12 @@ async def send_pending(
 
 
 async def _send_one(
-    client: WhatsAppClient, channel: Channel, to: str, row: OutboxRow, backoff_seconds: float
+    client: WhatsAppClient,
+    channel: Channel,
+    to: str,
+    row: OutboxRow,
+    backoff_seconds: float,
+    group: bool,
 ) -> str | SendError:
     """The wamid, or the error that ended the attempts (throttling is retried here)."""
     attempt = 0
@@ -105,8 +112,8 @@ async def _send_one(
             if row.kind == "template":
                 if row.template is None:
                     return Rejected("a template row without its template object")
-                return await client.send_template(channel, to, row.template)
-            return await client.send_text(channel, to, row.body)
+                return await client.send_template(channel, to, row.template, group=group)
+            return await client.send_text(channel, to, row.body, group=group)
         except Throttled as exc:
             wait = retry.throttle_wait(attempt, exc.code or 0, backoff_seconds)
             if wait is None:

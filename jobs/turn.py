@@ -218,7 +218,6 @@ class ConversationTurn:
 
     async def _answer(self, verdict: Verdict) -> None:
         conversation = self.conversation
-        assert verdict.contact is not None
         assert verdict.session is not None
         self.outcome.turns += 1
         await self.deps.typing.send(
@@ -289,6 +288,7 @@ class ConversationTurn:
             response_speed=self.conversation.response_speed,
             backoff_seconds=self.deps.settings.JOBS_SEND_BACKOFF_SECONDS,
             rows=rows,
+            group=self.conversation.group_id is not None,
         )
         if report.sent or report.skipped or report.failed or report.unknown:
             log.info(

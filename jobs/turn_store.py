@@ -49,10 +49,13 @@ class Conversation:
     access_token: str | None
     api_key: str | None
     config: dict[str, Any]
+    # A WhatsApp group's conversation: replies go to the group (only when the workspace lets
+    # the agent answer groups).
+    group_id: str | None = None
 
     @property
     def recipient(self) -> str:
-        return self.phone or self.bsuid or ""
+        return self.group_id or self.phone or self.bsuid or ""
 
     @property
     def response_speed(self) -> float:
@@ -151,7 +154,9 @@ def _verdict(data: dict[str, Any]) -> Verdict:
         messages=tuple(_inbound(m) for m in snapshot["messages"]),
         outbox_sending=int(snapshot["outbox_sending"]),
         wait_ms=float(data.get("wait_ms") or 0),
-        contact=None if prepared is None else _contact(prepared["contact"]),
+        contact=None
+        if prepared is None or prepared["contact"] is None
+        else _contact(prepared["contact"]),
         session=None if prepared is None else _session(prepared["session"], data["agent_id"]),
     )
 
@@ -169,6 +174,7 @@ def _conversation(data: dict[str, Any]) -> Conversation:
         access_token=data["access_token"],
         api_key=data["api_key"],
         config=data["config"],
+        group_id=data.get("group_id"),
     )
 
 

@@ -275,13 +275,14 @@ class WhatsAppClient:
             raise WindowClosed(message, code)
         raise Rejected(message, code)
 
-    async def send_text(self, channel: Channel, to: str, body: str) -> str:
-        """Send a text; returns the new message's wamid."""
+    async def send_text(self, channel: Channel, to: str, body: str, *, group: bool = False) -> str:
+        """Send a text (to a group when `group`: `to` is then its group id); returns the new
+        message's wamid."""
         answer = await self._post(
             channel,
             {
                 "messaging_product": "whatsapp",
-                "recipient_type": "individual",
+                "recipient_type": "group" if group else "individual",
                 "to": to,
                 "type": "text",
                 "text": {"body": body, "preview_url": False},
@@ -292,7 +293,9 @@ class WhatsAppClient:
             raise Ambiguous("accepted without a well-formed message id")
         return wamid
 
-    async def send_template(self, channel: Channel, to: str, template: dict[str, Any]) -> str:
+    async def send_template(
+        self, channel: Channel, to: str, template: dict[str, Any], *, group: bool = False
+    ) -> str:
         """Send a template message (`template`: the Cloud API's object, name, language and
         components); returns the new message's wamid. The only kind WhatsApp delivers outside
         the 24-hour customer service window."""
@@ -300,7 +303,7 @@ class WhatsAppClient:
             channel,
             {
                 "messaging_product": "whatsapp",
-                "recipient_type": "individual",
+                "recipient_type": "group" if group else "individual",
                 "to": to,
                 "type": "template",
                 "template": template,

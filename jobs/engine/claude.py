@@ -113,7 +113,9 @@ class ClaudeEngine:
                 message = await self._client.messages.create(
                     model=self.model,
                     max_tokens=self.max_tokens,
-                    system=_system_prompt(self.playbook, turn.contact.name),
+                    system=_system_prompt(
+                        self.playbook, (turn.contact.name if turn.contact else "")
+                    ),
                     messages=messages,
                 )
             tokens = _tokens(message)
@@ -191,7 +193,12 @@ class ClaudeEngine:
         replies: list[Reply] = []
         if had_media:
             language = state.language or self.playbook.settings.default_language
-            values = variables(self.playbook.settings, state, turn.contact.name, language)
+            values = variables(
+                self.playbook.settings,
+                state,
+                (turn.contact.name if turn.contact else ""),
+                language,
+            )
             replies = [
                 Reply(text, t.delay_ms, t.id)
                 for t in self.playbook.templates_for("pedir_texto", language, FIRST_VISIT)

@@ -62,7 +62,7 @@ class Session:
 class TurnInput:
     workspace_id: uuid.UUID
     conversation_id: uuid.UUID
-    contact: Contact
+    contact: Contact | None  # None in a group's conversation: no one customer
     session: Session
     messages: list[InboundMessage]  # oldest first; never empty
     settings: dict[str, Any] = field(default_factory=dict)  # workspace_agent_config row

@@ -206,7 +206,9 @@ class SalesEngine:
         return "bloqueado"
 
     def _answer(self, turn: TurnInput, state: SalesState, plan: _Plan, language: str) -> TurnResult:
-        values = variables(self.playbook.settings, state, turn.contact.name, language)
+        values = variables(
+            self.playbook.settings, state, (turn.contact.name if turn.contact else ""), language
+        )
         seen = set(state.intents_seen)
         sent = set(state.templates_sent)
         chosen: list[tuple[Template | None, Reply]] = []
@@ -258,7 +260,12 @@ class SalesEngine:
         replies: list[Reply] = []
         if intent is not None:
             language = state.language or self.playbook.settings.default_language
-            values = variables(self.playbook.settings, state, turn.contact.name, language)
+            values = variables(
+                self.playbook.settings,
+                state,
+                (turn.contact.name if turn.contact else ""),
+                language,
+            )
             for template in self.playbook.templates_for(intent, language, FIRST_VISIT):
                 text = render(template.content, values)
                 if text:

@@ -46,7 +46,7 @@ comment on column public.workspace_agent_config.human_takeover_minutes is
   'How long a human''s message pauses the bot when human_takeover is pause (from that message; each new one extends it).';
 
 comment on column public.workspace_agent_config.agent_answers_groups is
-  'Whether the agent may answer WhatsApp group conversations. Off by default; while the sender addresses only individual recipients the intake hands no group message to the agent either way.';
+  'Whether the agent answers WhatsApp group conversations (its replies go to the group, recipient_type group). Off by default: group messages are stored and left to people.';
 
 create trigger workspace_agent_config_set_updated_at
   before update on public.workspace_agent_config

@@ -228,7 +228,7 @@ comment on function private.apply_message_action(uuid, jsonb, timestamptz) is
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.ingest_group_message(
   p_workspace_id uuid, p_channel_id uuid, p_message jsonb
-) returns text
+) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
@@ -239,11 +239,16 @@ declare
   v_message_id uuid;
   v_outcome text := 'stored';
   v_quiet boolean := coalesce(p_message ->> 'type', '') in ('reaction', 'edit', 'revoke');
+  -- Answered only when the workspace lets the agent answer groups (the reply goes to the group).
+  v_answer boolean;
   -- The participant's profile name travels with the message: the group has many.
   v_content jsonb := coalesce(p_message -> 'content', '{}'::jsonb)
     || jsonb_strip_nulls(jsonb_build_object('senderName',
                                             nullif(p_message ->> 'profile_name', '')));
 begin
+  v_answer := not v_quiet and coalesce((select cfg.agent_answers_groups
+                                          from public.workspace_agent_config cfg
+                                         where cfg.workspace_id = p_workspace_id), false);
   for attempt in 1..2 loop
     select c.id into v_conversation_id from public.conversations c
      where c.workspace_id = p_workspace_id and c.group_id = v_group;
@@ -263,14 +268,14 @@ begin
      processed_by_agent, context_wamid, sender_phone, sender_bsuid)
   values (p_workspace_id, v_conversation_id, p_message ->> 'wamid', 'inbound',
           coalesce(p_message ->> 'type', 'unknown'), v_content,
-          v_ts, true, coalesce(p_message ->> 'context_wamid', p_message ->> 'target_wamid'),
+          v_ts, not v_answer, coalesce(p_message ->> 'context_wamid', p_message ->> 'target_wamid'),
           nullif(p_message ->> 'phone', ''), nullif(p_message ->> 'bsuid', ''))
   on conflict (wamid) do nothing
   returning id into v_message_id;
   if v_message_id is null then
     if exists (select 1 from public.messages m
                 where m.wamid = p_message ->> 'wamid' and m.workspace_id = p_workspace_id) then
-      return 'duplicate';
+      return jsonb_build_object('outcome', 'duplicate');
     end if;
     insert into public.messages
       (workspace_id, conversation_id, direction, type, content, timestamp, processed_by_agent,
@@ -282,6 +287,7 @@ begin
             'wamid_conflict',
             'wamid ' || (p_message ->> 'wamid') || ' is already held by another workspace''s message');
     v_outcome := 'conflict';
+    v_answer := false;
   end if;
   if v_quiet and p_message ->> 'target_wamid' is not null then
     perform private.apply_message_action(v_conversation_id, p_message, v_ts);
@@ -295,11 +301,12 @@ begin
          unread_count = c.unread_count + case when v_quiet then 0 else 1 end,
          is_read = case when v_quiet then c.is_read else false end
    where c.id = v_conversation_id;
-  return v_outcome;
+  return jsonb_build_object('outcome', v_outcome, 'answer', v_answer,
+                            'message_id', v_message_id, 'conversation_id', v_conversation_id);
 end;
 $$;
 comment on function private.ingest_group_message(uuid, uuid, jsonb) is
-  'Stores one intake message row that carries group_id in the group''s own conversation (created on first sight), never handed to the agent. Service role only.';
+  'Stores one intake message row that carries group_id in the group''s own conversation (created on first sight); handed to the agent (answer: true) only when the workspace lets it answer groups. Service role only.';
 
 revoke execute on function private.apply_message_action(uuid, jsonb, timestamptz) from public;
 revoke execute on function private.ingest_group_message(uuid, uuid, jsonb) from public;
@@ -401,6 +408,7 @@ declare
   -- Orphans kept per call: a real POST carries a handful, so a flood is cut here, not stored.
   c_max_orphans constant int := 1000;
   v_event_type text;
+  v_group_result jsonb;
   v_outcome text;
   v_note text;
   v_sqlstate text;
@@ -481,11 +489,18 @@ begin
     end if;
     -- A group message goes to the group's own conversation, not the sender's.
     if nullif(m ->> 'group_id', '') is not null and v_inbound then
-      case private.ingest_group_message(v_workspace_id, v_channel_id, m)
+      v_group_result := private.ingest_group_message(v_workspace_id, v_channel_id, m);
+      case v_group_result ->> 'outcome'
         when 'duplicate' then v_duplicates := v_duplicates + 1;
         when 'conflict' then v_stored := v_stored + 1; v_conflicts := v_conflicts + 1;
         else v_stored := v_stored + 1;
       end case;
+      if (v_group_result ->> 'answer')::boolean then
+        v_new := v_new || jsonb_build_object(
+          'message_id', v_group_result -> 'message_id', 'wamid', m ->> 'wamid',
+          'type', m ->> 'type', 'conversation_id', v_group_result -> 'conversation_id',
+          'workspace_id', v_workspace_id);
+      end if;
       continue;
     end if;
     v_quiet := coalesce(m ->> 'history' = 'true', false)

@@ -112,7 +112,8 @@ begin
   return (
     select jsonb_build_object(
       'conversation_id', c.id, 'workspace_id', c.workspace_id, 'phone', c.phone,
-      'bsuid', c.bsuid, 'profile_name', c.profile_name, 'channel_id', ch.id,
+      'bsuid', c.bsuid, 'group_id', c.group_id, 'profile_name', c.profile_name,
+      'channel_id', ch.id,
       'phone_number_id', ch.phone_number_id,
       'provider', coalesce(ch.provider, 'meta'), 'api_base_url', ch.api_base_url,
       'access_token', cr.access_token, 'api_key', cr.api_key,
@@ -120,8 +121,10 @@ begin
                       else jsonb_build_object('id', ct.id, 'name', ct.name, 'phone', ct.phone) end,
       'config', coalesce(to_jsonb(cfg), '{}'::jsonb),
       -- Without a channel the agent cannot answer: the verdict is `off`, nothing is sent.
+      -- A group's conversation only when the workspace lets the agent answer groups.
       'enabled', coalesce(cfg.agent_enabled and coalesce(c.agent_conversational, true)
-                          and (c.bot_paused_until is null or c.bot_paused_until <= now()), false)
+                          and (c.bot_paused_until is null or c.bot_paused_until <= now())
+                          and (c.group_id is null or cfg.agent_answers_groups), false)
                  and ch.id is not null,
       'paused_until', c.bot_paused_until,
       'messages', coalesce(inbound.messages, '[]'::jsonb),
@@ -195,7 +198,8 @@ begin
     v_contact_id := private.find_contact(v_conv.workspace_id, v_conv.bsuid, v_conv.phone);
     select id, name, phone into v_contact from public.contacts where id = v_contact_id;
   end if;
-  if v_contact.id is null then
+  -- A group's conversation has no one customer: no contact.
+  if v_contact.id is null and (v_conv.phone is not null or v_conv.bsuid is not null) then
     begin
       insert into public.contacts (workspace_id, name, phone, bsuid)
       values (v_conv.workspace_id,
@@ -221,8 +225,9 @@ begin
     v_new_session := true;
   end if;
   return jsonb_build_object(
-    'contact', jsonb_build_object('id', v_contact.id, 'name', v_contact.name,
-                                  'phone', v_contact.phone),
+    'contact', case when v_contact.id is null then null
+                    else jsonb_build_object('id', v_contact.id, 'name', v_contact.name,
+                                            'phone', v_contact.phone) end,
     'session', jsonb_build_object('id', v_session.id, 'mode', v_session.current_mode,
                                   'state', v_session.state, 'version', v_session.version,
                                   'is_new', v_new_session));

@@ -46,7 +46,8 @@ begin
    where conversation_id = p_conversation_id and status = 'active';
 
   v_assignee := private.assign_next_agent(v_conv.workspace_id);
-  v_who := coalesce(v_conv.contact_name, v_conv.profile_name, v_conv.phone, v_conv.bsuid);
+  v_who := coalesce(v_conv.contact_name, v_conv.profile_name, v_conv.phone, v_conv.bsuid,
+                   'el grupo ' || v_conv.group_id);
   insert into public.tasks
     (workspace_id, title, description, priority, status, type, conversation_id, contact_id,
      assigned_to, created_by_bridge)

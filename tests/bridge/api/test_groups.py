@@ -1,6 +1,7 @@
 """A message written in a WhatsApp group (`group_id`) lands in the group's own conversation, its
-sender recorded on the message, never in the sender's one-to-one conversation, and the agent does
-not answer it. End to end through the signed webhook and the real worker."""
+sender recorded on the message, never in the sender's one-to-one conversation; the agent answers
+it, in the group, only when the workspace switches groups on. End to end through the signed
+webhook and the real worker."""
 
 from __future__ import annotations
 
@@ -113,20 +114,25 @@ async def test_a_group_message_gets_a_conversation_of_its_own_and_no_answer(
     assert await whatsapp.texts(group) == []
 
 
-async def test_a_group_is_not_answered_even_with_groups_switched_on(
+async def test_with_groups_switched_on_the_agent_answers_in_the_group(
     db: asyncpg.Pool, inbox: WebhookClient, worker: Worker, whatsapp: WhatsAppRecorder
 ) -> None:
-    # Sending to a group needs a group recipient the sender does not address yet: the switch
-    # never makes the bot answer a group privately in the sender's chat.
     ws = await make_workspace(db, agent_answers_groups=True)
-    ana, group = wa.customer_phone(), group_id()
+    ana, beto, group = wa.customer_phone(), wa.customer_phone(), group_id()
+    now = int(time.time())
     body = wa.body(
-        wa.change(ws.phone_number_id, messages=[in_group(group, ana, "hola", int(time.time()))])
+        wa.change(
+            ws.phone_number_id,
+            messages=[in_group(group, ana, "hola", now), in_group(group, beto, "¿precio?", now)],
+        )
     )
     assert (await inbox.post(body)).status_code == 200
     assert await worker.burst() == 0
-    assert await whatsapp.texts(ana) == []
-    assert await whatsapp.texts(group) == []
+    # One turn for the group, sent to the group (never privately to a participant).
+    assert await whatsapp.texts(group) == ["Recibido (2): hola | ¿precio?"]
+    assert await whatsapp.texts(ana) == await whatsapp.texts(beto) == []
+    sends = await whatsapp.sends(group)
+    assert [s["body"]["recipient_type"] for s in sends] == ["group"]
 
 
 async def test_groups_are_off_by_default(db: asyncpg.Pool) -> None:
