@@ -84,7 +84,7 @@ async def check(
         )
         outbound = await conn.fetch(
             "select c.phone, m.content ->> 'body' as body, m.status, m.outbox_kind,"
-            " extract(epoch from m.timestamp) as at"
+            " extract(epoch from m.timestamp) as at, extract(epoch from m.created_at) as decided"
             " from public.messages m join public.conversations c on c.id = m.conversation_id"
             " where m.direction = 'outbound' order by m.created_at, m.outbox_position"
         )
@@ -99,7 +99,13 @@ async def check(
     report.must_be_zero["duplicate handoff tasks"] = sum(n - 1 for n in handed.values() if n > 1)
     _intake(report, sent, inbound)
     answered_in = _replies(report, outbound, inbound, handed)
-    _order(report, sent, answered_in, handed, toggled)
+    stored_at = {r["body"]: float(r["at"]) for r in inbound}
+    _order(report, sent, answered_in, stored_at, handed, toggled)
+    for example in report.examples.get("later first", [])[:2]:
+        phone = example.split("-m", 1)[0]
+        report.examples.setdefault("replies of a later-first conversation", []).append(
+            " / ".join(f"{r['body']} [{r['status']}]" for r in outbound if r["phone"] == phone)
+        )
     _sends(report, outbound, await _deliveries(devstack_url))
     return report
 
@@ -121,11 +127,12 @@ def _replies(
     outbound: list[asyncpg.Record],
     inbound: list[asyncpg.Record],
     handed: Counter[str],
-) -> dict[str, int]:
-    """Which reply (its index in the conversation's outbox order) answered each message."""
+) -> dict[str, tuple[int, float]]:
+    """Which reply answered each message: its index in the conversation's outbox order and
+    when it was decided."""
     stored_at = {r["body"]: float(r["at"]) for r in inbound}
-    per_phone: dict[str, int] = Counter()
-    answered_in: dict[str, int] = {}
+    per_phone: Counter[str] = Counter()
+    answered_in: dict[str, tuple[int, float]] = {}
     latency: list[float] = []
     out_of_order = unresolved = replies = 0
     for r in outbound:
@@ -145,7 +152,7 @@ def _replies(
             )
         for t in tokens:
             if r["status"] in (*ANSWERED, "unknown"):
-                answered_in.setdefault(t, index)
+                answered_in.setdefault(t, (index, float(r["decided"])))
             if r["status"] in ANSWERED and r["at"] is not None and t in stored_at:
                 latency.append(float(r["at"]) - stored_at[t])
     report.counts["replies"] = replies
@@ -159,26 +166,37 @@ def _replies(
 def _order(
     report: Report,
     sent: list[Sent],
-    answered_in: dict[str, int],
+    answered_in: dict[str, tuple[int, float]],
+    stored_at: dict[str, float],
     handed: Counter[str],
     toggled: set[str],
 ) -> None:
+    """Unanswered messages, and earlier messages answered after a later one although they were
+    stored before that later one's answer was decided (one delivered late by the provider was
+    not waiting, and is no violation)."""
     per_phone: dict[str, list[Sent]] = defaultdict(list)
     for s in sent:
         per_phone[s.phone].append(s)
     unanswered = later_first = 0
     for phone, msgs in per_phone.items():
-        last = -1
+        answered: list[tuple[str, int, float]] = []
         for s in sorted(msgs, key=lambda s: _seq(s.text)):
-            index = answered_in.get(s.text)
-            if index is None:
-                if phone not in toggled and not handed[phone] and "#handoff" not in s.text:
-                    unanswered += 1
-                    report.examples.setdefault("unanswered", []).append(s.text)
-                continue
-            if index < last:
+            if s.text in answered_in:
+                answered.append((s.text, *answered_in[s.text]))
+            elif phone not in toggled and not handed[phone] and "#handoff" not in s.text:
+                unanswered += 1
+                report.examples.setdefault("unanswered", []).append(s.text)
+        for i, (earlier, index, _) in enumerate(answered):
+            overtaken = [
+                later
+                for later, later_index, decided in answered[i + 1 :]
+                if later_index < index and stored_at.get(earlier, float("inf")) < decided
+            ]
+            if overtaken:
                 later_first += 1
-            last = max(last, index)
+                report.examples.setdefault("later first", []).append(
+                    f"{earlier} answered after {overtaken[0]}"
+                )
     report.must_be_zero["unanswered (no reply, no handoff, agent on)"] = unanswered
     report.must_be_zero["later message answered while an earlier waited"] = later_first
 
