@@ -8,42 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.factories import whatsapp as wa
-from tests.fixtures.postgres import RUN_ID
-from tests.fixtures.webhook import WebhookClient, open_webhook_client, settings_for
-from tests.fixtures.worker import TurnStack, WhatsAppRecorder, Worker, make_workspace
-
-
-@pytest.fixture
-def worker(database_url: str, devstack_url: str, redis_url: str) -> Worker:
-    stack = TurnStack(database_url, devstack_url, redis_url)
-    return Worker(stack, f"arq:queue:test-{RUN_ID}-{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-async def inbox(worker: Worker) -> AsyncIterator[WebhookClient]:
-    stack = worker.stack
-    client, close = await open_webhook_client(
-        settings_for(stack.devstack_url, stack.redis_url, worker.queue_name)
-    )
-    try:
-        yield client
-    finally:
-        await close()
-
-
-@pytest.fixture
-async def whatsapp(devstack_url: str) -> AsyncIterator[WhatsAppRecorder]:
-    recorder = WhatsAppRecorder(devstack_url)
-    yield recorder
-    await recorder.aclose()
+from tests.fixtures.webhook import WebhookClient
+from tests.fixtures.worker import WhatsAppRecorder, Worker, make_workspace
 
 
 def reaction(sender: str, target: str, emoji: str) -> dict[str, Any]:
