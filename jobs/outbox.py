@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs import retry, turn_store
 from jobs.checkpoints import checkpoint
@@ -42,6 +42,8 @@ class SendReport:
     skipped: int = 0
     failed: int = 0
     unknown: int = 0
+    # Why bot replies ended unknown or failed: the customer may have had no answer.
+    unanswered: list[str] = field(default_factory=list)
 
 
 async def send_pending(
@@ -81,12 +83,16 @@ async def send_pending(
         if isinstance(outcome, Ambiguous):
             await turn_store.record_send(lock, row.id, "unknown", reason=str(outcome)[:500])
             report.unknown += 1
+            if row.kind == "reply":
+                report.unanswered.append(f"a reply's fate is unknown: {outcome}"[:300])
             continue
         reason = str(outcome)
         if isinstance(outcome, WindowClosed):
             reason = f"24-hour customer service window closed; send a template instead: {reason}"
         await turn_store.record_send(lock, row.id, "failed", code=outcome.code, reason=reason[:500])
         report.failed += 1
+        if row.kind == "reply":
+            report.unanswered.append(f"a reply failed: {reason}"[:300])
         if isinstance(outcome, WindowClosed) and not window_closed:
             # WhatsApp delivers nothing but a template now: the texts after it are skipped.
             window_closed = True

@@ -295,6 +295,15 @@ class ConversationTurn:
                 "jobs.outbox.sent",
                 extra={"conversation_id": str(self.lock.conversation_id), **report.__dict__},
             )
+        if report.unanswered:
+            # The customer may have got no answer: a human checks. Once: the handoff turns the
+            # bot off, and its own message is not a reply.
+            reason = report.unanswered[0]
+            log.warning(
+                "jobs.outbox.reply_not_delivered",
+                extra={"conversation_id": str(self.lock.conversation_id), "reason": reason},
+            )
+            await self._hand_off(reason, [])
 
     async def _hand_off(self, reason: str, message_ids: list[uuid.UUID]) -> None:
         """One transaction in the database, then the handoff message goes out through the

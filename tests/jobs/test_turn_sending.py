@@ -13,7 +13,7 @@ from tests.fixtures.devstack import free_port
 from tests.fixtures.webhook import WebhookClient
 from tests.fixtures.worker import WhatsAppRecorder, Worker, Workspace, make_workspace
 from tests.jobs.listener import Listener, listening
-from tests.jobs.turns import conversation, outbound, say
+from tests.jobs.turns import conversation, handoff_tasks, replies, say
 
 
 async def test_throttling_is_retried_and_a_closed_window_is_recorded(
@@ -33,11 +33,17 @@ async def test_throttling_is_retried_and_a_closed_window_is_recorded(
     assert await whatsapp.texts(throttled) == ["Recibido (1): hola"]
     assert len(await whatsapp.sends(throttled)) == 3  # two throttled attempts, then sent
     conv = await conversation(turn_db, ws.id, closed)
-    first, second = await outbound(turn_db, conv)
+    first, second = await replies(turn_db, conv)
     assert (first["status"], first["error_code"]) == ("failed", "131047")
     assert second["status"] == "skipped"
     assert "131047" in second["skip_reason"]
-    assert len(await whatsapp.sends(closed)) == 1
+    # The customer got no answer: a human is asked to take over, once.
+    [task] = await handoff_tasks(turn_db, conv)
+    assert "a reply failed" in task
+    assert "Recibido (1): hola #replies=2" in [
+        s["body"]["text"]["body"] for s in await whatsapp.sends(closed)
+    ]
+    assert await handoff_tasks(turn_db, await conversation(turn_db, ws.id, throttled)) == []
 
 
 async def test_ambiguous_send_outcomes_are_never_resent(
@@ -55,13 +61,23 @@ async def test_ambiguous_send_outcomes_are_never_resent(
     assert await worker.burst(WHATSAPP_SEND_TIMEOUT_SECONDS="1") == 0
     for phone in (server_error, timeout):
         conv = await conversation(turn_db, ws.id, phone)
-        [row] = await outbound(turn_db, conv)
+        [row] = await replies(turn_db, conv)
         assert row["status"] == "unknown", phone
         assert row["send_attempts"] == 1
-        assert len(await whatsapp.sends(phone)) == 1
+        assert await _reply_sends(whatsapp, phone) == 1
+        # Whether the customer got it is unknown: a human is asked to check, once.
+        [task] = await handoff_tasks(turn_db, conv)
+        assert "fate is unknown" in task
     # Nothing picks them up again later either.
     assert await worker.burst(JOBS_SWEEP_AFTER_SECONDS="0") == 0
-    assert len(await whatsapp.sends(server_error)) == 1
+    assert await _reply_sends(whatsapp, server_error) == 1
+    assert len(await handoff_tasks(turn_db, await conversation(turn_db, ws.id, server_error))) == 1
+
+
+async def _reply_sends(whatsapp: WhatsAppRecorder, phone: str) -> int:
+    return sum(
+        1 for s in await whatsapp.sends(phone) if s["body"]["text"]["body"].startswith("Recibido")
+    )
 
 
 async def test_typing_broadcast_failures_never_fail_the_turn(
@@ -116,7 +132,7 @@ async def test_a_tenant_url_gets_neither_the_default_token_nor_any_request(
         assert await worker.burst(WHATSAPP_ACCESS_TOKEN=DEFAULT_TOKEN) == 0
         assert _leaked(listener) == []
         assert listener.requests == []
-    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    [row] = await replies(turn_db, await conversation(turn_db, ws.id, phone))
     assert row["status"] == "failed"
     assert "not an allowed provider endpoint" in row["error_message"]
     assert "hunter2" not in row["error_message"]
@@ -137,7 +153,7 @@ async def test_an_allowed_endpoint_still_never_gets_the_default_token(
             == 0
         )
         assert listener.requests == []
-    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    [row] = await replies(turn_db, await conversation(turn_db, ws.id, phone))
     assert row["status"] == "failed"
     assert "default access token" in row["error_message"]
 
@@ -170,7 +186,7 @@ async def test_what_an_endpoint_answers_is_never_stored_raw_nor_trusted_as_a_wam
         allowed = f"{worker.stack.devstack_url}/whatsapp/v21.0 {listener.url}/v21.0"
         assert await worker.burst(WHATSAPP_API_ALLOWED_BASE_URLS=allowed) == 0
         assert any(r["path"].endswith("/messages") for r in listener.requests)
-    [row] = await outbound(turn_db, await conversation(turn_db, ws.id, phone))
+    [row] = await replies(turn_db, await conversation(turn_db, ws.id, phone))
     assert row["status"] == outcome
     assert row["wamid"] is None
     assert "hunter2" not in (row["error_message"] or "")

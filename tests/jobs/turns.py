@@ -43,6 +43,20 @@ async def outbound(db: asyncpg.Pool, conv: uuid.UUID) -> list[asyncpg.Record]:
     )
 
 
+async def replies(db: asyncpg.Pool, conv: uuid.UUID) -> list[asyncpg.Record]:
+    """The conversation's bot replies (not the handoff message), in sending order."""
+    return [r for r in await outbound(db, conv) if r["outbox_kind"] == "reply"]
+
+
+async def handoff_tasks(db: asyncpg.Pool, conv: uuid.UUID) -> list[str]:
+    """The descriptions (they carry the reason) of the conversation's handoff tasks."""
+    rows = await db.fetch(
+        "select description from public.tasks where conversation_id = $1 and type = 'handoff'",
+        conv,
+    )
+    return [r["description"] for r in rows]
+
+
 async def typing_seen(watcher: TypingWatcher, conv: uuid.UUID, n: int) -> bool:
     """At least `n` typing broadcasts reached the conversation's channel."""
     return len(watcher.events.get(str(conv), [])) >= n
