@@ -83,7 +83,7 @@ async def check(
             " where m.direction = 'inbound'"
         )
         outbound = await conn.fetch(
-            "select c.phone, m.content ->> 'body' as body, m.status, m.outbox_kind,"
+            "select c.phone, m.content ->> 'body' as body, m.status, m.outbox_kind, m.skip_reason,"
             " extract(epoch from m.timestamp) as at, extract(epoch from m.created_at) as decided"
             " from public.messages m join public.conversations c on c.id = m.conversation_id"
             " where m.direction = 'outbound' order by m.created_at, m.outbox_position"
@@ -151,7 +151,10 @@ def _replies(
                 f"{r['phone']} {r['status']}"
             )
         for t in tokens:
-            if r["status"] in (*ANSWERED, "unknown"):
+            # A reply skipped because the customer wrote again is superseded by the next turn's,
+            # which reads the conversation on from there: the message was not ignored.
+            superseded = r["status"] == "skipped" and r["skip_reason"] == "newer inbound message"
+            if r["status"] in (*ANSWERED, "unknown") or superseded:
                 answered_in.setdefault(t, (index, float(r["decided"])))
             if r["status"] in ANSWERED and r["at"] is not None and t in stored_at:
                 latency.append(float(r["at"]) - stored_at[t])

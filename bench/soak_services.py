@@ -19,7 +19,21 @@ import asyncpg
 
 from bench.harness import free_port
 
-PG_BIN = Path(os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """Debian's server binaries (scripts/services.sh installs them), newest major first."""
+    if "BENCH_PG_BIN" in os.environ:
+        return Path(os.environ["BENCH_PG_BIN"])
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise RuntimeError("no PostgreSQL server binaries in /usr/lib/postgresql (BENCH_PG_BIN)")
+    return found[-1].parent
+
+
+PG_BIN = _pg_bin()
 
 
 def _as_postgres() -> list[str]:
