@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.devstack",
     "tests.fixtures.webhook",
+    "tests.js.node",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,15 +14,9 @@ from realtime import AsyncRealtimeClient
 from supabase import acreate_client
 
 from tests.fixtures.devstack import ANON_KEY, SERVICE_ROLE_KEY
-from tests.js.node import Node, finish, needs_node, node_runner, read_line
+from tests.js.node import Node, finish, needs_node, read_line
 
 pytestmark = needs_node
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    async with node_runner() as run:
-        yield run
 
 
 async def send_over_the_socket(devstack_url: str, topic: str, event: str, payload: Any) -> None:

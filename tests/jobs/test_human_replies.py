@@ -8,43 +8,22 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import jwt
 import pytest
 
 from bridge.http_pool import pooled_session
-from devstack.config import LOCAL_JWT_SECRET
 from jobs.whatsapp_api import Channel, Rejected, SendPolicy, WhatsAppClient, parse_base_url
 from tests.factories import whatsapp as wa
+from tests.factories.tokens import user_token
 from tests.fixtures.devstack import ANON_KEY
 from tests.fixtures.webhook import WebhookClient
 from tests.fixtures.worker import TurnStack, WhatsAppRecorder, Worker, eventually, make_workspace
 from tests.jobs.turns import conversation, outbound, say, settled, texts_sent
-from tests.js.node import Node, needs_node, node_runner, read_json
+from tests.js.node import Node, needs_node, read_json
 
 pytestmark = needs_node
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    async with node_runner() as run:
-        yield run
-
-
-def user_token(user_id: uuid.UUID) -> str:
-    """An access token as Supabase Auth issues one to a signed-in user."""
-    now = int(time.time())
-    claims = {
-        "aud": "authenticated",
-        "role": "authenticated",
-        "sub": str(user_id),
-        "iat": now,
-        "exp": now + 3600,
-    }
-    return jwt.encode(claims, LOCAL_JWT_SECRET, algorithm="HS256")
 
 
 async def rpc(

@@ -6,47 +6,24 @@ conversation's workspace receive it and only the worker (the service role) can s
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import jwt
-import pytest
 from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 
-from devstack.config import LOCAL_JWT_SECRET
 from tests.factories import whatsapp as wa
+from tests.factories.tokens import user_token
 from tests.fixtures.devstack import ANON_KEY
 from tests.fixtures.webhook import WebhookClient
 from tests.fixtures.worker import TurnStack, WhatsAppRecorder, Worker, Workspace, make_workspace
 from tests.jobs.turns import conversation, say
-from tests.js.node import Node, assert_silent, needs_node, node_runner, read_json, read_line
+from tests.js.node import Node, assert_silent, needs_node, read_json, read_line
 
 pytestmark = needs_node
 
 NOBODY = "-"  # the anon key alone, nobody signed in
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    async with node_runner() as run:
-        yield run
-
-
-def user_token(user_id: uuid.UUID) -> str:
-    """An access token as Supabase Auth issues one to a signed-in user."""
-    now = int(time.time())
-    claims = {
-        "aud": "authenticated",
-        "role": "authenticated",
-        "sub": str(user_id),
-        "iat": now,
-        "exp": now + 3600,
-    }
-    return jwt.encode(claims, LOCAL_JWT_SECRET, algorithm="HS256")
 
 
 def refused(conv: uuid.UUID) -> str:

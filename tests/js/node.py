@@ -57,6 +57,13 @@ async def node_runner() -> AsyncIterator[Node]:
                 await proc.wait()
 
 
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    """A runner of the supabase-js scripts under tests/js (a pytest plugin: tests/conftest.py)."""
+    async with node_runner() as run:
+        yield run
+
+
 async def read_line(proc: asyncio.subprocess.Process, *, within: float = 15) -> str:
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), within)
