@@ -44,4 +44,5 @@ async def test_a_catastrophic_pattern_in_one_playbook_stalls_nobody(
     finally:
         proc.kill()
         await proc.wait()
-    assert any("$77,900" in t for t in await whatsapp.texts(customer))
+    texts = await whatsapp.texts(customer)
+    assert any("$77,900" in t for t in texts), texts
