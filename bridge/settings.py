@@ -53,11 +53,19 @@ class Settings(BaseSettings):
     BRIDGE_LOG_LEVEL: str = "INFO"
 
     # The worker (arq jobs.worker.WorkerSettings)
-    JOBS_MAX_JOBS: int = 20
+    # Turns running at once per worker: a waiting turn (the engine thinking, a reply's delay)
+    # holds only memory, so this follows the turns' length times their rate.
+    JOBS_MAX_JOBS: int = 200
+    # Postgres connections for the worker's statements (plus its lock session and listener):
+    # a turn holds one only while a statement runs.
+    JOBS_DB_POOL_SIZE: int = 6
     JOBS_POLL_DELAY_SECONDS: float = 0.05
     JOBS_JOB_TIMEOUT_SECONDS: int = 300
     JOBS_SWEEP_AFTER_SECONDS: float = 15.0
     JOBS_SEND_BACKOFF_SECONDS: float = 1.0
+    # The most a throttled send waits in all before it fails (and the conversation goes to a
+    # human); keep it well under JOBS_JOB_TIMEOUT_SECONDS.
+    JOBS_THROTTLE_SPAN_SECONDS: float = 120.0
     JOBS_RETRY_BACKOFF_SECONDS: float = 2.0
     JOBS_SESSION_IDLE_HOURS: float = 24.0
     JOBS_TYPING_TTL_SECONDS: float = 30.0

@@ -2,10 +2,10 @@
 
 arq's heart beat writes a health record (a Redis key that expires after
 `health_check_interval` + 1 s) from its poll loop, whatever its jobs are doing, and `arq --check`
-only asks whether the key exists. A worker whose lock connections are all stuck, or whose
+only asks whether the key exists. A worker whose lock session or pool is stuck, or whose
 database stopped answering, would still look healthy. The record is written through the
-worker's own Redis client, so the write is gated here: it goes through only when the lock pool
-can serve a turn now (`jobs.lock.pool_can_lock`); otherwise the record is deleted at once and
+worker's own Redis client, so the write is gated here: it goes through only when the worker
+can take a turn now (`jobs.lock.can_take_turns`); otherwise the record is deleted at once and
 the check fails until a probe succeeds again.
 """
 
@@ -20,7 +20,7 @@ from arq.constants import health_check_key_suffix
 
 log = logging.getLogger(__name__)
 
-# How long the probe may wait for a lock connection and for the database's answer. It runs on
+# How long the probe may wait for the lock session, a pooled connection and the database. It runs on
 # arq's poll loop once per health interval, so it delays picking jobs only while unhealthy.
 PROBE_SECONDS = 2.0
 
@@ -57,7 +57,7 @@ class HealthGate:
                 else:
                     log.error(
                         "jobs.health.stalled",
-                        extra={"detail": "no lock connection can serve a turn"},
+                        extra={"detail": "the lock session or the pool cannot serve a turn"},
                     )
             if not healthy:
                 await self._redis.delete(name)

@@ -53,7 +53,7 @@ async def send_pending(
     to: str,
     *,
     response_speed: float,
-    backoff_seconds: float,
+    throttle: retry.ThrottleBackoff,
     rows: list[OutboxRow] | None = None,
     group: bool = False,
 ) -> SendReport:
@@ -74,7 +74,7 @@ async def send_pending(
         if not claim.claimed:
             continue  # a handoff message later in the list still goes out
         checkpoint("sending")
-        outcome = await _send_one(client, channel, to, row, backoff_seconds, group)
+        outcome = await _send_one(client, channel, to, row, throttle, group)
         if isinstance(outcome, str):
             checkpoint("sent")
             await turn_store.record_send(lock, row.id, "sent", wamid=outcome)
@@ -108,7 +108,7 @@ async def _send_one(
     channel: Channel,
     to: str,
     row: OutboxRow,
-    backoff_seconds: float,
+    throttle: retry.ThrottleBackoff,
     group: bool,
 ) -> str | SendError:
     """The wamid, or the error that ended the attempts (throttling is retried here)."""
@@ -121,7 +121,7 @@ async def _send_one(
                 return await client.send_template(channel, to, row.template, group=group)
             return await client.send_text(channel, to, row.body, group=group)
         except Throttled as exc:
-            wait = retry.throttle_wait(attempt, exc.code or 0, backoff_seconds)
+            wait = throttle.wait(attempt, exc.code or 0)
             if wait is None:
                 return Rejected(f"still throttled after {attempt + 1} attempts: {exc}", exc.code)
             log.info("jobs.send.throttled", extra={"code": exc.code, "wait_s": wait})

@@ -1,4 +1,5 @@
-"""The sweeper: rings the doorbell again for inbound messages nobody has processed.
+"""The sweeper: rings the doorbell again for inbound messages nobody has processed, and for
+outbox rows a dead worker left behind.
 
 The webhook enqueues after it answers, so a Redis outage, a crash between commit and enqueue or a
 lost job leaves a stored message without a job. Postgres knows: inbound rows stay
@@ -44,20 +45,35 @@ async def requeue_unprocessed(
     return queued
 
 
+# Outbox rows pending or in flight whose conversation no turn holds (its advisory lock is free):
+# the worker that was sending them died. A running turn holds the lock however long its replies
+# wait, so the age only spares a row the moment between its commit and the turn's first claim.
 _STALLED_OUTBOX = """
+with held as (
+  select (l.classid::bigint << 32) | l.objid::bigint as key
+  from pg_catalog.pg_locks l
+  where l.locktype = 'advisory' and l.granted
+)
 select distinct m.conversation_id
 from public.messages m
 where m.direction = 'outbound' and m.status in ('pending', 'sending')
   and m.created_at < now() - $1::interval
+  and private.conversation_lock_key(m.conversation_id) not in (select key from held)
 limit $2
 """
+
+
+# With the sweep every 10 s, a dead worker's outbox is resumed (and its typing stopped) within
+# about 15 s of its death.
+STALLED_OUTBOX_AGE = timedelta(seconds=5)
 
 
 async def requeue_stalled_outbox(
     pool: asyncpg.Pool, queue: JobQueue, *, older_than: timedelta, limit: int = 1000
 ) -> int:
-    """Conversations whose outbox has rows a dead worker left pending or sending: a job resumes
-    them (pending rows are sent, sending ones become `unknown`)."""
+    """Conversations whose outbox has rows a dead worker left pending or sending (no turn holds
+    the conversation): a job resumes them (pending rows are sent, sending ones become `unknown`,
+    and the dead turn's typing indicator is stopped)."""
     rows = await pool.fetch(_STALLED_OUTBOX, older_than, limit)
     queued = await queue.enqueue(
         [

@@ -1,9 +1,10 @@
 """The worker's functions: start-up and shutdown (what jobs share), the turn job, and the crons.
 
-Start-up builds a Postgres pool for data, a pool of dedicated connections that hold the
-per-conversation advisory locks (DATABASE_URL must be a direct or session-mode connection), the
+Start-up builds a Postgres pool for every statement (sized by `JOBS_DB_POOL_SIZE`: a turn holds a
+connection only while a statement runs), the one session that holds the per-conversation advisory
+locks (`jobs.lock.LockSession`; DATABASE_URL must be a direct or session-mode connection), the
 engines, the WhatsApp client, the typing broadcaster and the job queue, and gates arq's health
-record on the lock pool's progress (`jobs.health`). Shutdown waits a bounded time for each pool
+record on the worker's ability to take turns (`jobs.health`). Shutdown waits a bounded time for each pool
 and then drops its connections, so SIGTERM ends the process even when the database does not
 answer. Crons: the sweeper (inbound messages without a job, outbox rows a dead worker left
 behind) and idle sessions. `jobs.worker.WorkerSettings` hands them to arq with the process's
@@ -34,7 +35,7 @@ from jobs import retry, sweeper
 from jobs.engine.claude import ClaudeSettings
 from jobs.engine.registry import EngineRegistry
 from jobs.health import PROBE_SECONDS, HealthGate
-from jobs.lock import FenceLost, pool_can_lock
+from jobs.lock import RECONNECT_PAUSE_SECONDS, FenceLost, LockSession, can_take_turns
 from jobs.turn import TurnDeps, run_conversation
 from jobs.typing_broadcast import TypingBroadcaster
 from jobs.whatsapp_api import SendPolicy, WhatsAppClient
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # How long shutdown waits for a pool to close gracefully before dropping its connections.
 POOL_CLOSE_SECONDS = 2.0
+# Keep-alive connections for WhatsApp sends and typing broadcasts: requests beyond them wait for
+# one to come free (a turn sends a few requests, most of its time is spent waiting elsewhere).
+HTTP_CONNECTIONS = 64
 # The channel public.send_message and public.send_template notify (payload: the conversation id).
 OUTBOX_CHANNEL = "bridge_outbox"
 # A lost listening connection is opened again after this long.
@@ -70,8 +74,8 @@ def statement_seconds(job_timeout: float) -> float:
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """No reset round trip (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) when a connection
-    goes back to a pool: the jobs keep no session state, and a lock's connection is closed
-    instead of returned unless its unlock surely ran (`jobs.lock`)."""
+    goes back to a pool: the jobs keep no session state (the advisory locks live on the lock
+    session, `jobs.lock`)."""
 
 
 def llm_settings(settings: Settings) -> ClaudeSettings | None:
@@ -161,34 +165,29 @@ async def startup(ctx: dict[str, Any]) -> None:
     command_timeout = statement_seconds(settings.JOBS_JOB_TIMEOUT_SECONDS)
     logs.configure(settings.BRIDGE_LOG_LEVEL)
     ctx["queue"] = JobQueue(ctx["redis"], settings.ARQ_QUEUE_NAME)
-    ctx["db"] = await asyncpg.create_pool(
+    db = ctx["db"] = await asyncpg.create_pool(
         settings.DATABASE_URL,
         min_size=1,
-        max_size=5,
+        max_size=settings.JOBS_DB_POOL_SIZE,
         reset=_keep_session,
         command_timeout=command_timeout,
     )
-    lock_pool = ctx["lock_pool"] = await asyncpg.create_pool(
-        settings.DATABASE_URL,
-        min_size=1,
-        max_size=settings.JOBS_MAX_JOBS + 2,
-        reset=_keep_session,
-        command_timeout=command_timeout,
-    )
+    locks = ctx["locks"] = LockSession(settings.DATABASE_URL, command_timeout=command_timeout)
+    locks.start()
 
     async def can_progress() -> bool:
-        return await pool_can_lock(lock_pool, PROBE_SECONDS)
+        return await can_take_turns(locks, db, PROBE_SECONDS)
 
     HealthGate(ctx["redis"], settings.ARQ_QUEUE_NAME, can_progress).install()
     # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.
     ctx["http"] = pooled_session(
-        timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS, max_connections=settings.JOBS_MAX_JOBS * 2
+        timeout=settings.WHATSAPP_SEND_TIMEOUT_SECONDS, max_connections=HTTP_CONNECTIONS
     )
     ctx["turn_deps"] = TurnDeps(
         settings=settings,
-        db=ctx["db"],
-        lock_pool=ctx["lock_pool"],
+        db=db,
+        locks=locks,
         engines=EngineRegistry(llm=llm_settings(settings)),
         whatsapp=WhatsAppClient(ctx["http"], SendPolicy.from_settings(settings)),
         typing=TypingBroadcaster(
@@ -216,13 +215,13 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             await listening
     await deps.engines.aclose()
     await ctx["http"].close()
-    await close_pool(ctx["lock_pool"])
+    await deps.locks.close(POOL_CLOSE_SECONDS)
     await close_pool(ctx["db"])
 
 
 async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_SECONDS) -> None:
     """Close gracefully when the connections come back and the database answers in time;
-    else drop them (a dropped lock connection frees its locks)."""
+    else drop them."""
     try:
         await asyncio.wait_for(pool.close(), within)
     except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
@@ -243,10 +242,15 @@ async def process_inbound(
     try:
         outcome = await run_conversation(deps, conversation, job_message_id=job_message)
     except FenceLost as exc:
-        # Another worker owns the conversation now and will finish the turn.
         log.warning(
             "jobs.turn.fence_lost", extra={"conversation_id": conversation_id, "detail": str(exc)}
         )
+        if exc.session_lost and int(ctx.get("job_try", 1)) < retry.MAX_TRIES:
+            # This worker's lock session ended mid-turn (the database restarted, the connection
+            # dropped): the turn is taken again, by whichever worker gets there first.
+            raise Retry(defer=RECONNECT_PAUSE_SECONDS) from exc
+        # Another worker owns the conversation now and will finish the turn (or, out of
+        # tries, the sweeper rings its messages again).
         return {"fence_lost": True}
     except Exception as exc:
         job_try = int(ctx.get("job_try", 1))
@@ -271,7 +275,9 @@ async def sweep(ctx: dict[str, Any]) -> int:
     settings: Settings = ctx["settings"]
     after = timedelta(seconds=settings.JOBS_SWEEP_AFTER_SECONDS)
     inbound = await sweeper.requeue_unprocessed(ctx["db"], ctx["queue"], older_than=after)
-    stalled = await sweeper.requeue_stalled_outbox(ctx["db"], ctx["queue"], older_than=after * 4)
+    stalled = await sweeper.requeue_stalled_outbox(
+        ctx["db"], ctx["queue"], older_than=min(after, sweeper.STALLED_OUTBOX_AGE)
+    )
     return inbound + stalled
 
 

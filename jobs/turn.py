@@ -35,7 +35,8 @@ from jobs import outbox, turn_store
 from jobs.checkpoints import checkpoint
 from jobs.engine.protocol import EngineConfigurationError, TurnInput
 from jobs.engine.registry import EngineRegistry
-from jobs.lock import ConversationLock
+from jobs.lock import ConversationLock, LockSession
+from jobs.retry import ThrottleBackoff
 from jobs.turn_store import Conversation, OutboxRow, Verdict
 from jobs.typing_broadcast import TypingBroadcaster, private_channel
 from jobs.whatsapp_api import Channel, SendError, WhatsAppClient
@@ -50,8 +51,8 @@ class TurnDeps:
     """What every turn of a worker shares, built at its start-up."""
 
     settings: Settings
-    db: asyncpg.Pool  # for engine data (playbooks)
-    lock_pool: asyncpg.Pool  # dedicated connections that hold advisory locks
+    db: asyncpg.Pool  # every statement: the turn's, the engines' (playbooks), the crons'
+    locks: LockSession  # the one session holding this worker's advisory locks
     engines: EngineRegistry
     whatsapp: WhatsAppClient
     typing: TypingBroadcaster
@@ -97,7 +98,7 @@ async def run_conversation(
     handing_off = handoff_reason is not None
     while True:
         taken = await turn_store.begin(
-            deps.lock_pool, conversation_id, deps.holder, handing_off=handing_off
+            deps.locks, deps.db, conversation_id, deps.holder, handing_off=handing_off
         )
         if taken is None:
             outcome.busy = outcome.turns == 0
@@ -286,7 +287,10 @@ class ConversationTurn:
             self.channel,
             self.conversation.recipient,
             response_speed=self.conversation.response_speed,
-            backoff_seconds=self.deps.settings.JOBS_SEND_BACKOFF_SECONDS,
+            throttle=ThrottleBackoff(
+                self.deps.settings.JOBS_SEND_BACKOFF_SECONDS,
+                self.deps.settings.JOBS_THROTTLE_SPAN_SECONDS,
+            ),
             rows=rows,
             group=self.conversation.group_id is not None,
         )

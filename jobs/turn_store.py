@@ -1,8 +1,9 @@
 """Every statement of an agent turn, each a call to a SQL function of `supabase/migrations/`:
 `*_create_agent_turn_functions.sql` (the turn), `*_create_outbox_functions.sql` (the sender) or
-`*_create_handoff_conversation.sql`, so a turn costs a few round trips. The lock's own
-statements (take, fence, unlock) are in `jobs.lock`. Every write asserts the turn's fencing
-epoch, so a worker that lost its lock cannot change anything.
+`*_create_handoff_conversation.sql`, so a turn costs a few round trips, each on a pooled
+connection (`ConversationLock.fetchval`). The lock's own statements (take, unlock) are in
+`jobs.lock`. Every write asserts the turn's fencing epoch, so a worker that lost its lock cannot
+change anything.
 
 The database decides what a taken conversation needs next (`private.turn_verdict`), and the turn
 branches on that `Verdict`: the rule has one owner.
@@ -18,14 +19,17 @@ from typing import Any, Literal
 
 import asyncpg
 
+from jobs import database
 from jobs.engine.protocol import Contact, InboundMessage, Session, TurnResult, readable_text
-from jobs.lock import ConversationLock, fence_errors
+from jobs.lock import ConversationLock, LockSession
 
 # WhatsApp's own limit on a text body: an engine never reads more of one message.
 MAX_TEXT_CHARS = 4096
 # The window of believable message times, as the webhook's intake clamps them.
 EARLIEST_MESSAGE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
+# How long a send's outcome is tried again while the database is away (a restart, a failover).
+RECORD_WITHIN_SECONDS = 60.0
 
 VerdictKind = Literal["gone", "resume", "idle", "off", "wait", "handoff", "run"]
 # What an outbox row is (messages.outbox_kind): the engine's reply, the handoff message, a
@@ -112,18 +116,25 @@ class Claim:
 
 
 async def begin(
-    pool: asyncpg.Pool, conversation_id: uuid.UUID, holder: str, *, handing_off: bool = False
+    session: LockSession,
+    db: asyncpg.Pool,
+    conversation_id: uuid.UUID,
+    holder: str,
+    *,
+    handing_off: bool = False,
 ) -> tuple[ConversationLock, Verdict] | None:
-    """Take the conversation and read its first verdict in one round trip; None when it is
-    busy or has nothing to do."""
-    taken = await ConversationLock.take(pool, conversation_id, holder, handing_off=handing_off)
+    """Take the conversation and read its first verdict; None when it is busy or has nothing
+    to do."""
+    taken = await ConversationLock.take(
+        session, db, conversation_id, holder, handing_off=handing_off
+    )
     if taken is None:
         return None
     lock, begun = taken
     try:
         return lock, _verdict(begun)
     except BaseException:
-        await lock.abandon()  # whatever the rows held, the lock goes back
+        await lock.release()  # whatever the rows held, the lock goes back
         raise
 
 
@@ -131,8 +142,7 @@ async def verdict(lock: ConversationLock, *, handing_off: bool = False) -> Verdi
     """The conversation's verdict again, after the turn did what the last one asked."""
     return _verdict(
         json.loads(
-            await _fenced(
-                lock,
+            await lock.fetchval(
                 "select private.turn_verdict($1, $2, $3)",
                 lock.conversation_id,
                 lock.epoch,
@@ -227,15 +237,9 @@ def _session(data: dict[str, Any], agent_id: str) -> Session:
     )
 
 
-async def _fenced(lock: ConversationLock, query: str, *args: Any) -> Any:
-    with fence_errors():
-        return await lock.conn.fetchval(query, *args)
-
-
 async def skip_turn(lock: ConversationLock, message_ids: list[uuid.UUID]) -> None:
     """The agent is off for this conversation: the messages are handled, nothing else."""
-    await _fenced(
-        lock,
+    await lock.fetchval(
         "select private.skip_turn($1, $2, $3)",
         lock.conversation_id,
         lock.epoch,
@@ -259,8 +263,7 @@ async def commit_decision(
         for r in result.replies
     ]
     tools = [{"handoff": result.handoff_reason}] if result.handoff else []
-    ids: list[uuid.UUID] = await _fenced(
-        lock,
+    ids: list[uuid.UUID] = await lock.fetchval(
         "select private.commit_turn($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10,"
         " $11::jsonb, $12::jsonb, $13)",
         lock.conversation_id,
@@ -289,8 +292,7 @@ async def hand_off(
     """One transaction (`private.handoff_conversation`): the messages marked processed, bot
     off, session handed off, a task with its assignee, the handoff message queued."""
     result: dict[str, Any] = json.loads(
-        await _fenced(
-            lock,
+        await lock.fetchval(
             "select private.handoff_conversation($1, $2, $3, $4)",
             lock.conversation_id,
             reason,
@@ -303,15 +305,15 @@ async def hand_off(
 
 async def recover_interrupted(lock: ConversationLock) -> int:
     """Rows left `sending` by a worker that died mid-call become `unknown`; how many."""
-    count: int = await _fenced(
-        lock, "select private.recover_outbox($1, $2)", lock.conversation_id, lock.epoch
+    count: int = await lock.fetchval(
+        "select private.recover_outbox($1, $2)", lock.conversation_id, lock.epoch
     )
     return count
 
 
 async def pending_outbox(lock: ConversationLock) -> list[OutboxRow]:
     rows = json.loads(
-        await lock.conn.fetchval("select private.pending_outbox($1)", lock.conversation_id)
+        await lock.fetchval("select private.pending_outbox($1)", lock.conversation_id)
     )
     return [
         OutboxRow(
@@ -330,8 +332,7 @@ async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) ->
     statement. A reply that must not go out is skipped together with the turn's later replies;
     a member's text outside the 24-hour window fails with the reason."""
     data = json.loads(
-        await _fenced(
-            lock,
+        await lock.fetchval(
             "select private.claim_outbox_message($1, $2, $3)",
             lock.conversation_id,
             lock.epoch,
@@ -348,8 +349,7 @@ async def claim_outbox_message(lock: ConversationLock, message_id: uuid.UUID) ->
 
 async def skip_outbox(lock: ConversationLock, message_ids: list[uuid.UUID], reason: str) -> int:
     """Pending rows that must not go out any more (the 24-hour window closed); how many."""
-    count: int = await _fenced(
-        lock,
+    count: int = await lock.fetchval(
         "select private.skip_outbox($1, $2, $3, $4)",
         lock.conversation_id,
         lock.epoch,
@@ -368,12 +368,16 @@ async def record_send(
     code: int | None = None,
     reason: str | None = None,
 ) -> None:
-    """The outcome of one send, a fact about WhatsApp: recorded whoever holds the turn now."""
-    await lock.conn.execute(
+    """The outcome of one send, a fact about WhatsApp: recorded whoever holds the turn now, and
+    through a database outage of up to `RECORD_WITHIN_SECONDS` (a delivered reply recorded as
+    such, not found `sending` later and called unknown). Recording it twice changes nothing."""
+    await database.fetchval_through_outage(
+        lock.db,
         "select private.record_outbox_send($1, $2, $3, $4, $5)",
         message_id,
         status,
         wamid,
         None if code is None else str(code),
         reason,
+        within=RECORD_WITHIN_SECONDS,
     )

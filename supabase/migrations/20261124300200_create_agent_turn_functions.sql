@@ -58,22 +58,23 @@ begin
 end;
 $$;
 
--- Try the conversation's session-level advisory lock, when it has work; on success claim a new
--- fencing epoch. Null when there is nothing to do or another session holds the lock (its
--- holder re-checks for new messages after unlocking, so nothing waits on this caller).
-create or replace function private.lock_conversation(p_conversation_id uuid, p_holder text)
-returns bigint
+-- Try the conversation's session-level advisory lock, when it has work. False when there is
+-- nothing to do or another session holds the lock (its holder re-checks for new messages after
+-- unlocking, so nothing waits on this caller). One session of a worker holds the locks of all the
+-- conversations it runs (a session may take its own lock twice: the worker refuses that itself),
+-- so this statement writes nothing: the fence is claimed by private.begin_turn on another
+-- connection.
+create or replace function private.lock_conversation(p_conversation_id uuid)
+returns boolean
 language plpgsql
 set search_path = ''
 as $$
 begin
+  -- Two statements: SQL does not promise to evaluate `a and b` left to right.
   if not private.conversation_has_work(p_conversation_id) then
-    return null;
+    return false;
   end if;
-  if not pg_catalog.pg_try_advisory_lock(private.conversation_lock_key(p_conversation_id)) then
-    return null;
-  end if;
-  return private.claim_turn_fence(p_conversation_id, p_holder);
+  return pg_catalog.pg_try_advisory_lock(private.conversation_lock_key(p_conversation_id));
 end;
 $$;
 
@@ -280,10 +281,10 @@ begin
 end;
 $$;
 
--- A turn's first round trip: the lock (when there is work), a new fencing epoch and the verdict.
--- Null when there is nothing to do or another session holds the lock, as lock_conversation.
--- Each statement of this volatile function takes a new snapshot, so the verdict sees every
--- message committed before the lock was taken.
+-- A turn's first statement, once its lock is taken (private.lock_conversation): a new fencing
+-- epoch and the verdict. Null when the conversation no longer exists. Each statement of this
+-- volatile function takes a new snapshot, so the verdict sees every message committed before the
+-- lock was taken.
 create or replace function private.begin_turn(
   p_conversation_id uuid, p_holder text, p_handing_off boolean
 ) returns jsonb
@@ -294,10 +295,10 @@ as $$
 declare
   v_epoch bigint;
 begin
-  v_epoch := private.lock_conversation(p_conversation_id, p_holder);
-  if v_epoch is null then
+  if not exists (select 1 from public.conversations c where c.id = p_conversation_id) then
     return null;
   end if;
+  v_epoch := private.claim_turn_fence(p_conversation_id, p_holder);
   return private.turn_verdict(p_conversation_id, v_epoch, p_handing_off)
          || jsonb_build_object('epoch', v_epoch);
 end;
@@ -387,7 +388,7 @@ $$;
 revoke execute on function private.is_agent_enabled(uuid) from public;
 revoke execute on function private.conversation_lock_key(uuid) from public;
 revoke execute on function private.conversation_has_work(uuid) from public;
-revoke execute on function private.lock_conversation(uuid, text) from public;
+revoke execute on function private.lock_conversation(uuid) from public;
 revoke execute on function private.unlock_conversation(uuid) from public;
 revoke execute on function private.turn_snapshot(uuid) from public;
 revoke execute on function private.prepare_turn(uuid, bigint, text) from public;
@@ -398,7 +399,7 @@ revoke execute on function private.skip_turn(uuid, bigint, uuid[]) from public;
 revoke execute on function private.commit_turn(uuid, bigint, uuid, int, text, jsonb, text, text,
   numeric, int, jsonb, jsonb, uuid[]) from public;
 grant execute on function private.is_agent_enabled(uuid), private.conversation_lock_key(uuid),
-  private.conversation_has_work(uuid), private.lock_conversation(uuid, text),
+  private.conversation_has_work(uuid), private.lock_conversation(uuid),
   private.unlock_conversation(uuid), private.turn_snapshot(uuid),
   private.prepare_turn(uuid, bigint, text), private.begin_turn(uuid, text, boolean),
   private.turn_verdict(uuid, bigint, boolean), private.mark_processed(uuid, uuid[], uuid),

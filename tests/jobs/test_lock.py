@@ -1,4 +1,4 @@
-"""Per-conversation exclusivity and fencing, against real Postgres connections."""
+"""Per-conversation exclusivity and fencing: one lock session per worker, against real Postgres."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from jobs.lock import ConversationLock, FenceLost, LockPoolExhausted, pool_can_lock
+from jobs.database import POOL_WAIT_SECONDS, DatabaseBusy
+from jobs.lock import FenceLost, LockUnavailable, can_take_turns
+from tests.fixtures.locks import TurnLocks, open_turn_locks
 from tests.fixtures.webhook import Channel, MakeChannel
 
 
 @pytest.fixture
-async def lock_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    assert pool is not None
-    yield pool
-    await pool.close()
+async def locks(database_url: str) -> AsyncIterator[TurnLocks]:
+    async with open_turn_locks(database_url) as locks:
+        yield locks
 
 
-async def _take(pool: asyncpg.Pool, conv: uuid.UUID, holder: str) -> ConversationLock | None:
-    """The lock as a turn takes it, without preparing anything (a handoff's verdict)."""
-    taken = await ConversationLock.take(pool, conv, holder, handing_off=True)
-    return None if taken is None else taken[0]
+@pytest.fixture
+async def other_worker(database_url: str) -> AsyncIterator[TurnLocks]:
+    async with open_turn_locks(database_url) as locks:
+        yield locks
 
 
 async def _conversation(db: asyncpg.Pool, channel: Channel, *, inbound: bool = True) -> uuid.UUID:
@@ -59,57 +59,97 @@ async def _message(
     return message_id
 
 
-async def test_second_holder_is_refused_while_the_first_holds_the_lock(
-    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
+async def _lock_holders(db: asyncpg.Pool, convs: list[uuid.UUID]) -> list[int]:
+    """The backends holding these conversations' advisory locks."""
+    pids: list[int] = [
+        r["pid"]
+        for r in await db.fetch(
+            "select pid from pg_locks where locktype = 'advisory' and granted"
+            " and (classid::bigint << 32 | objid::bigint)"
+            " = any(select private.conversation_lock_key(c) from unnest($1::uuid[]) c)",
+            convs,
+        )
+    ]
+    return pids
+
+
+async def test_a_second_holder_is_refused_whether_another_worker_or_another_job_of_this_one(
+    locks: TurnLocks, other_worker: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel
 ) -> None:
     conv = await _conversation(db, await make_channel())
-    first = await _take(lock_pool, conv, "w1")
+    first = await locks.take(conv, "w1")
     assert first is not None
-    assert await _take(lock_pool, conv, "w2") is None
-    await first.release()
-    second = await _take(lock_pool, conv, "w2")
+    assert await other_worker.take(conv, "w2") is None
+    # The same session could take its own advisory lock again: the session refuses it itself.
+    assert await locks.take(conv, "w1") is None
+    assert await first.release() is True  # its message is still unprocessed
+    second = await other_worker.take(conv, "w2")
     assert second is not None
     assert second.epoch == first.epoch + 1
     await second.release()
 
 
-async def test_a_holder_whose_connection_died_is_fenced_off(
-    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel, database_url: str
+async def test_one_session_holds_many_conversations_and_their_statements_share_a_small_pool(
+    locks: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel
+) -> None:
+    channel = await make_channel()
+    convs = [await _conversation(db, channel) for _ in range(30)]
+    taken = await asyncio.gather(*(locks.take(conv) for conv in convs))
+    assert all(lock is not None for lock in taken)
+    held = [lock for lock in taken if lock is not None]
+    try:
+        assert len(set(await _lock_holders(db, convs))) == 1  # one backend holds all 30
+        assert locks.session.held == 30
+        # Every turn's fenced statements at once, through the pool's two connections.
+        await asyncio.gather(*(lock.assert_fence() for lock in held))
+    finally:
+        await asyncio.gather(*(lock.release() for lock in held))
+    assert await _lock_holders(db, convs) == []
+    assert locks.session.held == 0
+
+
+async def test_a_turn_whose_lock_session_died_stops_and_an_old_epoch_is_refused(
+    locks: TurnLocks, other_worker: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel
 ) -> None:
     conv = await _conversation(db, await make_channel())
-    zombie = await _take(lock_pool, conv, "zombie")
+    zombie = await locks.take(conv, "zombie")
     assert zombie is not None
     await zombie.assert_fence()  # still the owner
 
-    # The zombie's session ends (network drop, pooler restart): Postgres frees its lock.
-    pid = await zombie.conn.fetchval("select pg_backend_pid()")
-    await db.execute("select pg_terminate_backend($1)", pid)
-    other_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
-    assert other_pool is not None
-    try:
-        winner = await _take(other_pool, conv, "winner")
-        assert winner is not None
-        with pytest.raises(FenceLost):
-            await zombie.assert_fence()
-        # Even with a live connection, an old epoch is refused by the database.
-        with pytest.raises(asyncpg.PostgresError, match="turn fence lost"):
-            await db.execute("select private.assert_turn_fence($1, $2)", conv, zombie.epoch)
-        await winner.release()
-        # Its unlock cannot run: unknown whether messages wait, so the caller looks again.
-        assert await zombie.release() is True
-        zombie = None
-    finally:
-        await other_pool.close()
-        if zombie is not None:
-            await zombie.release()
+    # The session ends (network drop, database restart): Postgres frees every lock it held, and
+    # the worker knows at once.
+    await db.execute("select pg_terminate_backend($1)", await locks.session_pid())
+    for _ in range(100):
+        if zombie.lost:
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(FenceLost) as lost:
+        await zombie.assert_fence()
+    assert lost.value.session_lost
+
+    winner = await other_worker.take(conv, "winner")
+    assert winner is not None
+    # Even through a live connection, the old epoch is refused by the database.
+    with pytest.raises(asyncpg.PostgresError, match="turn fence lost"):
+        await db.execute("select private.assert_turn_fence($1, $2)", conv, zombie.epoch)
+    # Its unlock cannot run: whether work waits is unknown, so the caller looks again.
+    assert await zombie.release() is True
+    await winner.release()
+
+    # The worker's next take opens a new session.
+    again = await locks.take(conv, "w1")
+    assert again is not None
+    await again.assert_fence()
+    await again.release()
 
 
 async def test_a_conversation_without_work_is_not_locked(
-    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
+    locks: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel
 ) -> None:
     channel = await make_channel()
     conv = await _conversation(db, channel, inbound=False)
-    assert await _take(lock_pool, conv, "w1") is None
+    assert await locks.take(conv) is None
+    assert await _lock_holders(db, [conv]) == []
     assert (
         await db.fetchval(
             "select epoch from public.conversation_turn_fences where conversation_id = $1", conv
@@ -118,58 +158,77 @@ async def test_a_conversation_without_work_is_not_locked(
     )
     # An outbox row left pending by a worker that died is work: the turn resumes it.
     await _message(db, channel, conv, "outbound", "pending")
-    lock = await _take(lock_pool, conv, "w1")
+    lock = await locks.take(conv)
     assert lock is not None
     await lock.release()
 
 
 async def test_unlocking_says_whether_a_message_arrived_meanwhile(
-    lock_pool: asyncpg.Pool, db: asyncpg.Pool, make_channel: MakeChannel
+    locks: TurnLocks, other_worker: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel
 ) -> None:
     channel = await make_channel()
     conv = await _conversation(db, channel)
-    lock = await _take(lock_pool, conv, "w1")
+    lock = await locks.take(conv)
     assert lock is not None
     await db.execute(
         "update public.messages set processed_by_agent = true where conversation_id = $1", conv
     )
     assert await lock.release() is False
-    lock = await _take(lock_pool, conv, "w1")
-    assert lock is None  # nothing left to do
+    assert await locks.take(conv) is None  # nothing left to do
     await _message(db, channel, conv, "inbound")
-    lock = await _take(lock_pool, conv, "w1")
+    lock = await locks.take(conv)
     assert lock is not None
     await _message(db, channel, conv, "inbound")  # its job finds the lock busy
-    assert await _take(lock_pool, conv, "w2") is None
+    assert await other_worker.take(conv, "w2") is None
     assert await lock.release() is True
-    # The lock is free again (released on the connection that took it).
-    again = await _take(lock_pool, conv, "w2")
+    again = await other_worker.take(conv, "w2")
     assert again is not None
     await again.release()
 
 
-async def test_a_starved_lock_pool_fails_the_take_in_time_instead_of_hanging(
+async def test_a_stuck_lock_session_fails_the_take_in_time_and_gives_the_lock_back_later(
+    locks: TurnLocks, db: asyncpg.Pool, make_channel: MakeChannel, database_url: str
+) -> None:
+    conv = await _conversation(db, await make_channel())
+    blocker = await asyncpg.connect(database_url)
+    try:
+        # The lock statement reads the conversation's messages: a table lock makes it wait.
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("lock table public.messages in access exclusive mode")
+        started = time.monotonic()
+        with pytest.raises(LockUnavailable):
+            await locks.session.lock(conv, within=0.3)
+        assert time.monotonic() - started < 2
+        assert not await can_take_turns(locks.session, locks.db, 0.2)
+        await tx.rollback()
+    finally:
+        await blocker.close()
+    # The statement ran once the table was free and took the lock for an asker that had gone:
+    # the session gave it back at once.
+    assert await can_take_turns(locks.session, locks.db, 5)
+    assert await _lock_holders(db, [conv]) == []
+    lock = await locks.take(conv)
+    assert lock is not None
+    await lock.release()
+
+
+async def test_a_starved_statement_pool_fails_the_take_in_time_and_frees_the_lock(
     db: asyncpg.Pool, make_channel: MakeChannel, database_url: str
 ) -> None:
     conv = await _conversation(db, await make_channel())
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
-    assert pool is not None
-    try:
-        held = await pool.acquire()  # every lock connection is taken (leaked, stuck)
+    async with open_turn_locks(database_url, pool_size=1) as locks:
+        held = await locks.db.acquire()  # the pool's only connection is taken (leaked, stuck)
         try:
-            assert not await pool_can_lock(pool, 0.2)
+            assert not await can_take_turns(locks.session, locks.db, 0.2)
             started = time.monotonic()
-            with pytest.raises(LockPoolExhausted):
-                await asyncio.wait_for(
-                    ConversationLock.take(pool, conv, "w1", handing_off=True, acquire_timeout=0.3),
-                    10,
-                )
-            assert time.monotonic() - started < 2
+            with pytest.raises(DatabaseBusy):
+                await locks.take(conv)
+            assert time.monotonic() - started < POOL_WAIT_SECONDS + 2
+            assert await _lock_holders(db, [conv]) == []  # the lock went back
         finally:
-            await pool.release(held)
-        assert await pool_can_lock(pool, 2)
-        lock = await _take(pool, conv, "w1")
+            await locks.db.release(held)
+        assert await can_take_turns(locks.session, locks.db, 2)
+        lock = await locks.take(conv)
         assert lock is not None
         await lock.release()
-    finally:
-        await pool.close()

@@ -14,6 +14,7 @@ from bridge.queue import JobQueue, redis_settings, sweep_job_id
 from jobs.sweeper import close_idle_sessions, requeue_stalled_outbox, requeue_unprocessed
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port
+from tests.fixtures.locks import open_turn_locks
 from tests.fixtures.webhook import Channel, open_webhook_client, settings_for
 
 
@@ -69,6 +70,7 @@ async def test_stalled_outbox_rows_get_a_job_for_their_conversation(
     queue_name: str,
     make_channel: Callable[..., Awaitable[Channel]],
     db: asyncpg.Pool,
+    database_url: str,
 ) -> None:
     channel = await make_channel()
     conv = await db.fetchval(
@@ -86,23 +88,33 @@ async def test_stalled_outbox_rows_get_a_job_for_their_conversation(
         conv,
     )
     redis = await create_pool(redis_settings(redis_url), default_queue_name=queue_name)
+    raw = Redis.from_url(redis_url)
+    job = f"arq:job:{sweep_job_id(f'outbox:{conv}')}"
     try:
+        # A turn holds the conversation (its replies wait for their delays): not stalled.
+        async with open_turn_locks(database_url) as locks:
+            assert await locks.session.lock(conv, within=5) is not None
+            await requeue_stalled_outbox(
+                db, JobQueue(redis, queue_name), older_than=timedelta(minutes=1)
+            )
+            assert not await raw.exists(job)
+        # Its worker died (the session ended): the rows are stalled.
         assert (
             await requeue_stalled_outbox(
                 db, JobQueue(redis, queue_name), older_than=timedelta(minutes=1)
             )
             >= 1
         )
-        raw = Redis.from_url(redis_url)
-        assert await raw.exists(f"arq:job:{sweep_job_id(f'outbox:{conv}')}")
-        await raw.aclose()
+        assert await raw.exists(job)
     finally:
+        await raw.aclose()
         await redis.aclose()
 
 
 async def test_idle_sessions_are_closed_so_a_returning_customer_starts_fresh(
     make_channel: Callable[..., Awaitable[Channel]],
     db: asyncpg.Pool,
+    database_url: str,
 ) -> None:
     channel = await make_channel()
     conv = await db.fetchval(

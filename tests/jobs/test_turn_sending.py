@@ -46,6 +46,36 @@ async def test_throttling_is_retried_and_a_closed_window_is_recorded(
     assert await handoff_tasks(turn_db, await conversation(turn_db, ws.id, throttled)) == []
 
 
+async def test_a_long_throttle_is_waited_out_and_one_beyond_its_span_goes_to_a_human(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+) -> None:
+    ws = await make_workspace(turn_db)
+    patient, hopeless = wa.customer_phone(), wa.customer_phone()
+    # Eight throttles in a row: waits of 0.01 s doubling (2.55 s in all) within a 3 s span.
+    await whatsapp.fault(kind="graph_error", code=130429, to=patient, count=8)
+    await say(inbox, ws.phone_number_id, patient, "hola")
+    worker.extra_env.update(JOBS_SEND_BACKOFF_SECONDS="0.01", JOBS_THROTTLE_SPAN_SECONDS="3")
+    assert await worker.burst() == 0
+    assert len(await whatsapp.sends(patient)) == 9
+    [row] = await replies(turn_db, await conversation(turn_db, ws.id, patient))
+    assert row["status"] == "sent"
+    assert await handoff_tasks(turn_db, await conversation(turn_db, ws.id, patient)) == []
+
+    # Throttled for longer than the span (the reply's 9 attempts, then the handoff message's):
+    # failed, and a human takes the conversation, once.
+    await whatsapp.fault(kind="graph_error", code=130429, to=hopeless, count=18)
+    await say(inbox, ws.phone_number_id, hopeless, "hola")
+    assert await worker.burst() == 0
+    conv = await conversation(turn_db, ws.id, hopeless)
+    [row] = await replies(turn_db, conv)
+    assert (row["status"], row["error_code"]) == ("failed", "130429")
+    [task] = await handoff_tasks(turn_db, conv)
+    assert "still throttled" in task
+
+
 async def test_ambiguous_send_outcomes_are_never_resent(
     turn_db: asyncpg.Pool,
     inbox: WebhookClient,

@@ -10,15 +10,14 @@ import asyncpg
 import pytest
 
 from jobs import turn_store
+from tests.fixtures.locks import TurnLocks, open_turn_locks
 from tests.fixtures.worker import TurnStack, Workspace, make_workspace
 
 
 @pytest.fixture
-async def lock_pool(turn_stack: TurnStack) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(turn_stack.database_url, min_size=1, max_size=3)
-    assert pool is not None
-    yield pool
-    await pool.close()
+async def locks(turn_stack: TurnStack) -> AsyncIterator[TurnLocks]:
+    async with open_turn_locks(turn_stack.database_url) as locks:
+        yield locks
 
 
 async def _conversation(db: asyncpg.Pool, ws: Workspace, *, inbound: int = 1) -> uuid.UUID:
@@ -64,11 +63,11 @@ async def _sessions(db: asyncpg.Pool, conv: uuid.UUID) -> int:
 
 
 async def test_a_turn_that_can_start_is_taken_and_prepared_in_one_call(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws, inbound=2)
-    taken = await turn_store.begin(lock_pool, conv, "w1")
+    taken = await locks.begin(conv, "w1")
     assert taken is not None
     lock, verdict = taken
     try:
@@ -92,7 +91,7 @@ async def test_a_turn_that_can_start_is_taken_and_prepared_in_one_call(
         )
         assert linked == verdict.contact.id
         # While it is held, another worker gets nothing.
-        assert await turn_store.begin(lock_pool, conv, "w2") is None
+        assert await locks.begin(conv, "w2") is None
     finally:
         await lock.release()
 
@@ -107,7 +106,7 @@ async def test_a_turn_that_can_start_is_taken_and_prepared_in_one_call(
     ],
 )
 async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool, situation: str, kind: str
+    turn_db: asyncpg.Pool, locks: TurnLocks, situation: str, kind: str
 ) -> None:
     ws = await make_workspace(
         turn_db,
@@ -117,7 +116,7 @@ async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
     conv = await _conversation(turn_db, ws)
     if situation == "outbox to resume":
         await _message(turn_db, ws, conv, "outbound", status="pending")
-    taken = await turn_store.begin(lock_pool, conv, "w1", handing_off=situation == "handing off")
+    taken = await locks.begin(conv, "w1", handing_off=situation == "handing off")
     assert taken is not None
     lock, verdict = taken
     try:
@@ -139,12 +138,12 @@ async def test_a_turn_that_cannot_start_at_once_is_taken_but_not_prepared(
 
 
 async def test_a_conversation_without_work_is_not_taken(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws, inbound=0)
-    assert await turn_store.begin(lock_pool, conv, "w1") is None
-    assert await turn_store.begin(lock_pool, uuid.uuid4(), "w1") is None
+    assert await locks.begin(conv, "w1") is None
+    assert await locks.begin(uuid.uuid4(), "w1") is None
     assert (
         await turn_db.fetchval(
             "select count(*) from public.conversation_turn_fences where conversation_id = $1", conv
@@ -154,7 +153,7 @@ async def test_a_conversation_without_work_is_not_taken(
 
 
 async def test_a_flood_makes_turns_of_the_oldest_fifty_with_texts_cut_to_whatsapps_limit(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws, inbound=0)
@@ -167,7 +166,7 @@ async def test_a_flood_makes_turns_of_the_oldest_fifty_with_texts_cut_to_whatsap
         " where conversation_id = $1 and content ->> 'body' = 'hola 59'",
         conv,
     )
-    taken = await turn_store.begin(lock_pool, conv, "w1")
+    taken = await locks.begin(conv, "w1")
     assert taken is not None
     lock, verdict = taken
     await lock.release()

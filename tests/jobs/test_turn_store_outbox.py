@@ -11,15 +11,14 @@ import pytest
 
 from jobs import turn_store
 from jobs.lock import ConversationLock, FenceLost
+from tests.fixtures.locks import TurnLocks, open_turn_locks
 from tests.fixtures.worker import TurnStack, Workspace, make_workspace
 
 
 @pytest.fixture
-async def lock_pool(turn_stack: TurnStack) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(turn_stack.database_url, min_size=1, max_size=2)
-    assert pool is not None
-    yield pool
-    await pool.close()
+async def locks(turn_stack: TurnStack) -> AsyncIterator[TurnLocks]:
+    async with open_turn_locks(turn_stack.database_url) as locks:
+        yield locks
 
 
 async def _conversation(db: asyncpg.Pool, ws: Workspace) -> uuid.UUID:
@@ -72,8 +71,8 @@ async def _outbox(
     return row
 
 
-async def _take(pool: asyncpg.Pool, conv: uuid.UUID) -> ConversationLock:
-    taken = await turn_store.begin(pool, conv, "w1")
+async def _take(locks: TurnLocks, conv: uuid.UUID) -> ConversationLock:
+    taken = await locks.begin(conv)
     assert taken is not None, "the conversation has work, so the turn is taken"
     return taken[0]
 
@@ -88,7 +87,7 @@ async def _statuses(db: asyncpg.Pool, conv: uuid.UUID) -> dict[str, tuple[str, s
 
 
 async def test_pending_rows_go_out_in_turn_order_then_position(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
@@ -98,7 +97,7 @@ async def test_pending_rows_go_out_in_turn_order_then_position(
     await _outbox(turn_db, ws, conv, "first", position=0)
     await _outbox(turn_db, ws, conv, "second", position=1)
     await _outbox(turn_db, ws, conv, "already sent", position=3, status="sent")
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         rows = await turn_store.pending_outbox(lock)
     finally:
@@ -112,12 +111,12 @@ async def test_pending_rows_go_out_in_turn_order_then_position(
 
 
 async def test_a_claim_moves_the_row_to_sending_once(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
     row = await _outbox(turn_db, ws, conv, "hola", position=0)
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         first = await turn_store.claim_outbox_message(lock, row)
         second = await turn_store.claim_outbox_message(lock, row)
@@ -134,14 +133,14 @@ async def test_a_claim_moves_the_row_to_sending_once(
 
 @pytest.mark.parametrize("cause", ["newer inbound message", "agent disabled"])
 async def test_a_reply_that_must_not_go_out_skips_the_turns_replies_but_not_the_handoff(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool, cause: str
+    turn_db: asyncpg.Pool, locks: TurnLocks, cause: str
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
     first = await _outbox(turn_db, ws, conv, "first", position=0)
     await _outbox(turn_db, ws, conv, "second", position=1)
     handoff = await _outbox(turn_db, ws, conv, "handoff", position=2, kind="handoff")
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         if cause == "newer inbound message":
             await _inbound(turn_db, ws, conv)
@@ -163,12 +162,12 @@ async def test_a_reply_that_must_not_go_out_skips_the_turns_replies_but_not_the_
 
 
 async def test_a_lost_fence_refuses_claims_skips_and_recovery_but_not_the_record(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
     row = await _outbox(turn_db, ws, conv, "hola", position=0)
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         assert (await turn_store.claim_outbox_message(lock, row)).claimed
         # Another worker took the conversation over (its claim bumped the epoch).
@@ -191,13 +190,13 @@ async def test_a_lost_fence_refuses_claims_skips_and_recovery_but_not_the_record
 
 
 async def test_interrupted_sends_become_unknown_and_are_never_pending_again(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
     await _outbox(turn_db, ws, conv, "interrupted", position=0, status="sending")
     await _outbox(turn_db, ws, conv, "next", position=1)
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         assert await turn_store.recover_interrupted(lock) == 1
         assert await turn_store.recover_interrupted(lock) == 0
@@ -209,14 +208,14 @@ async def test_interrupted_sends_become_unknown_and_are_never_pending_again(
 
 
 async def test_skip_outbox_touches_only_the_named_pending_rows(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
     stale = await _outbox(turn_db, ws, conv, "stale", position=0)
     sent = await _outbox(turn_db, ws, conv, "sent", position=1, status="sent")
     await _outbox(turn_db, ws, conv, "kept", position=2)
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         assert await turn_store.skip_outbox(lock, [stale, sent], "window closed") == 1
     finally:
@@ -229,7 +228,7 @@ async def test_skip_outbox_touches_only_the_named_pending_rows(
 
 
 async def test_a_recorded_wamid_picks_up_statuses_that_arrived_before_it(
-    turn_db: asyncpg.Pool, lock_pool: asyncpg.Pool
+    turn_db: asyncpg.Pool, locks: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await _conversation(turn_db, ws)
@@ -240,7 +239,7 @@ async def test_a_recorded_wamid_picks_up_statuses_that_arrived_before_it(
         " values ($1, 'delivered', now() + interval '1 second')",
         wamid,
     )
-    lock = await _take(lock_pool, conv)
+    lock = await _take(locks, conv)
     try:
         assert (await turn_store.claim_outbox_message(lock, row)).claimed
         await turn_store.record_send(lock, row, "sent", wamid=wamid)

@@ -4,7 +4,6 @@ connection, so a single leak would starve every later turn."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,28 +12,16 @@ import asyncpg
 import pytest
 
 from jobs import turn_store
-from jobs.lock import ConversationLock
+from tests.fixtures.locks import TurnLocks, open_turn_locks
 from tests.fixtures.worker import TurnStack, Workspace, make_workspace
 from tests.jobs.poison import POISONS, Poison, poisoned_conversation
 
 
 @pytest.fixture
-async def one_connection(turn_stack: TurnStack) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(turn_stack.database_url, min_size=1, max_size=1)
-    assert pool is not None
-    yield pool
-    try:
-        await asyncio.wait_for(pool.close(), 10)
-    except TimeoutError:
-        pool.terminate()
-        raise AssertionError("a lock connection was never given back to its pool") from None
-
-
-async def _begin(
-    pool: asyncpg.Pool, conv: uuid.UUID, holder: str
-) -> tuple[ConversationLock, turn_store.Verdict] | None:
-    # Bounded: a leaked connection would make the next take wait forever.
-    return await asyncio.wait_for(turn_store.begin(pool, conv, holder), 10)
+async def one_connection(turn_stack: TurnStack) -> AsyncIterator[TurnLocks]:
+    """A statement pool of one connection: a connection not given back starves the next take."""
+    async with open_turn_locks(turn_stack.database_url, pool_size=1) as locks:
+        yield locks
 
 
 async def _lock_is_free(db: asyncpg.Pool, conv: uuid.UUID) -> bool:
@@ -47,11 +34,11 @@ async def _lock_is_free(db: asyncpg.Pool, conv: uuid.UUID) -> bool:
 
 @pytest.mark.parametrize("poison", POISONS, ids=[p.name for p in POISONS])
 async def test_a_poisoned_row_is_read_and_the_lock_comes_back(
-    poison: Poison, turn_db: asyncpg.Pool, one_connection: asyncpg.Pool
+    poison: Poison, turn_db: asyncpg.Pool, one_connection: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await poisoned_conversation(turn_db, ws, poison)
-    taken = await _begin(one_connection, conv, "w1")
+    taken = await one_connection.begin(conv, "w1")
     assert taken is not None
     lock, verdict = taken
     try:
@@ -65,13 +52,13 @@ async def test_a_poisoned_row_is_read_and_the_lock_comes_back(
     finally:
         await lock.release()
     # The pool's only connection is back and the conversation can be taken again.
-    again = await _begin(one_connection, conv, "w2")
+    again = await one_connection.begin(conv, "w2")
     assert again is not None
     await again[0].release()
 
 
 async def test_a_row_the_database_cannot_compute_with_frees_the_lock_and_the_connection(
-    turn_db: asyncpg.Pool, one_connection: asyncpg.Pool
+    turn_db: asyncpg.Pool, one_connection: TurnLocks
 ) -> None:
     ws = await make_workspace(turn_db)
     conv = await poisoned_conversation(turn_db, ws, POISONS[0])
@@ -81,14 +68,14 @@ async def test_a_row_the_database_cannot_compute_with_frees_the_lock_and_the_con
         "update public.messages set created_at = '-infinity' where conversation_id = $1", conv
     )
     try:
-        taken = await _begin(one_connection, conv, "w1")
+        taken = await one_connection.begin(conv, "w1")
     except asyncpg.PostgresError:
         taken = None
     if taken is not None:  # the database reads such rows defensively
         await taken[0].release()
     assert await _lock_is_free(turn_db, conv)
     healthy = await _conversation_with_work(turn_db, ws)
-    taken = await _begin(one_connection, healthy, "w1")
+    taken = await one_connection.begin(healthy, "w1")
     assert taken is not None
     await taken[0].release()
 

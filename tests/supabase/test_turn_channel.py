@@ -92,6 +92,7 @@ async def test_a_conversation_without_a_channel_gets_none_and_sends_nothing(
         conversation_id,
         f"wamid.{uuid.uuid4().hex}",
     )
+    assert await conn.fetchval("select private.lock_conversation($1)", conversation_id)
     begun = await conn.fetchval("select private.begin_turn($1, 'test', false)", conversation_id)
     await conn.fetchval("select private.unlock_conversation($1)", conversation_id)
     assert json.loads(begun)["verdict"] == "off"
@@ -114,8 +115,8 @@ async def test_a_conversation_without_a_channel_gets_none_and_sends_nothing(
         )
         for position, kind in enumerate(("reply", "handoff"))
     ]
-    epoch = await conn.fetchval("select private.lock_conversation($1, 'test')", conversation_id)
-    assert epoch is not None
+    assert await conn.fetchval("select private.lock_conversation($1)", conversation_id)
+    epoch = await conn.fetchval("select private.claim_turn_fence($1, 'test')", conversation_id)
     try:
         claim = json.loads(
             await conn.fetchval(
