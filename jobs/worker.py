@@ -1,7 +1,9 @@
 """`arq jobs.worker.WorkerSettings`: the worker process.
 
 arq reads its configuration from this class at import time, so the settings (environment and
-`.env`) are read here once and reach the functions of `jobs.tasks` through `ctx`.
+`.env`) are read here once and reach the functions of `jobs.tasks` through `ctx`. The process
+outlives Redis restarts: its Redis client waits for Redis while the worker runs
+(`jobs.redis_connection`).
 """
 
 from __future__ import annotations
@@ -15,18 +17,29 @@ from arq.connections import RedisSettings
 
 from bridge.queue import JobName
 from bridge.settings import Settings
-from jobs import retry
-from jobs.tasks import close_idle_sessions, process_inbound, shutdown, startup, sweep
+from jobs import retry, tasks
+from jobs.redis_connection import OutageRetry, worker_redis_settings
+from jobs.tasks import close_idle_sessions, process_inbound, shutdown, sweep
 
 _settings = Settings()
+_redis_retry = OutageRetry()
 
 # arq builds its event loop from the policy after importing this module: make it uvloop's, which
 # roughly halves the loop's own cost per request (the API gets it from uvicorn[standard]).
 asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+async def startup(ctx: dict[str, Any]) -> None:
+    # arq awaits on_startup inside its main task: Redis is waited for while that task runs.
+    _redis_retry.attach()
+    await tasks.startup(ctx)
+
+
 class WorkerSettings:
-    redis_settings: ClassVar[RedisSettings] = RedisSettings.from_dsn(_settings.REDIS_URL)
+    # Also what `arq --check` connects with: outside the main task a command gives up quickly.
+    redis_settings: ClassVar[RedisSettings] = worker_redis_settings(
+        _settings.REDIS_URL, _redis_retry
+    )
     queue_name: ClassVar[str] = _settings.ARQ_QUEUE_NAME
     ctx: ClassVar[dict[str, Any]] = {"settings": _settings}
     on_startup = startup
@@ -47,7 +60,7 @@ class WorkerSettings:
     # Postgres, not Redis, records what was done.
     keep_result = 0
     # Short enough for `arq --check` as a liveness probe. The record is written only while the
-    # lock pool can serve a turn (`jobs.health`): a stalled worker fails the check within
+    # worker can take a turn (`jobs.health`): a stalled worker fails the check within
     # this interval + 1 s. SIGTERM cancels the jobs at once (no completion wait): their
     # connections are bounded by `jobs.tasks.statement_seconds` and the pools by
     # `jobs.tasks.close_pool`, so the process ends well within the job timeout.

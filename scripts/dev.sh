@@ -1,30 +1,95 @@
 #!/usr/bin/env bash
-# The local stack in one terminal: the Supabase + WhatsApp stand-in on :54321, the webhook API on
-# :8000 and one arq worker (Ctrl-C stops them all; if one dies the others are stopped too). Run
-# through `make dev`, which first starts Postgres and Redis and applies the schema with the demo
-# seed. The stand-in posts signed status webhooks for every reply back to the API, as Meta does.
+# The local stack in one terminal: the Supabase + WhatsApp stand-in on :54321 (DEVSTACK_PORT), the
+# webhook API on :8000 (BRIDGE_PORT) and one arq worker. Each runs under a supervision loop that
+# starts it again when it exits (after a pause that grows while it keeps dying within
+# FAST_EXIT_SECONDS of starting); Ctrl-C or SIGTERM stops them all. Run through `make dev`, which
+# first starts Postgres and Redis and applies the schema with the demo seed. The stand-in posts
+# signed status webhooks for every reply back to the API, as Meta does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f .env ] || cp .env.example .env
-set -a; . ./.env; set +a
+# DEV_ENV_FILE: another file than .env (the tests' own; the processes still read ./.env for what
+# neither it nor the environment sets).
+ENV_FILE=${DEV_ENV_FILE:-.env}
+[ -f "$ENV_FILE" ] || cp .env.example "$ENV_FILE"
+# Variables already exported win over the file, as they do for the processes' own settings
+# (`DATABASE_URL=... bash scripts/dev.sh`): the file is sourced, then the environment put back.
+exported=$(export -p)
+set -a; . "$ENV_FILE"; set +a
+eval "$exported" 2>/dev/null || true
 
 UV=${UV:-uv}
 DEVSTACK_PORT=${DEVSTACK_PORT:-54321}
 BRIDGE_PORT=${BRIDGE_PORT:-8000}
+RESTART_PAUSE=1         # seconds before a process that exited is started again
+MAX_RESTART_PAUSE=30    # the pause doubles up to this while the process keeps dying fast
+FAST_EXIT_SECONDS=10    # an exit this soon after starting counts as dying fast
+STOP_SECONDS=10         # how long a stopping process may take before it is killed
 
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+log() { echo "dev: $*" >&2; }
 
-$UV run --frozen python -m devstack --port "$DEVSTACK_PORT" --database-url "$DATABASE_URL" \
+# supervise NAME COMMAND...: runs COMMAND, and again whenever it exits, until SIGTERM. Each
+# supervisor leads its own process group (`set -m` below), so stopping kills whatever COMMAND
+# left behind too.
+supervise() {
+  local name=$1; shift
+  local pause=$RESTART_PAUSE child="" started code
+  trap 'stop_group "$child"' TERM
+  while :; do
+    started=$SECONDS
+    "$@" &
+    child=$!
+    code=0; wait "$child" || code=$?
+    if (( SECONDS - started < FAST_EXIT_SECONDS )); then
+      pause=$(( pause * 2 > MAX_RESTART_PAUSE ? MAX_RESTART_PAUSE : pause * 2 ))
+    else
+      pause=$RESTART_PAUSE
+    fi
+    log "$name exited with code $code; restarting in ${pause}s"
+    sleep "$pause" & wait $! || true   # in the background, so SIGTERM is handled at once
+    log "$name restarting"
+  done
+}
+
+# stop_group PID: SIGTERM the process group of this supervisor (uv passes it on to Python),
+# wait up to STOP_SECONDS for PID, then SIGKILL whatever is left of the group.
+stop_group() {
+  trap '' TERM
+  kill -TERM -- "-$BASHPID" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
+  local waited=0
+  while [ -n "$1" ] && kill -0 "$1" 2>/dev/null && (( waited < STOP_SECONDS * 10 )); do
+    sleep 0.1; waited=$(( waited + 1 ))
+  done
+  if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+    log "a process did not stop within ${STOP_SECONDS}s: killed"
+    kill -KILL -- "-$BASHPID" 2>/dev/null || true
+  fi
+  exit 0
+}
+
+supervisors=()
+stop_all() {
+  trap - INT TERM EXIT
+  kill -TERM "${supervisors[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
+
+# Job control: each supervisor (and what it runs) in a process group of its own; Ctrl-C in the
+# terminal reaches this script alone, which stops them in order.
+set -m
+supervise devstack $UV run --frozen python -m devstack --port "$DEVSTACK_PORT" \
+  --database-url "$DATABASE_URL" \
   --whatsapp-webhook-url "http://127.0.0.1:$BRIDGE_PORT/webhooks/whatsapp" \
   --whatsapp-app-secret "$WHATSAPP_APP_SECRET" &
-pids+=($!)
-$UV run --frozen bridge serve --host 127.0.0.1 --port "$BRIDGE_PORT" &
-pids+=($!)
-$UV run --frozen arq jobs.worker.WorkerSettings &
-pids+=($!)
+supervisors+=($!)
+supervise api $UV run --frozen bridge serve --host 127.0.0.1 --port "$BRIDGE_PORT" &
+supervisors+=($!)
+supervise worker $UV run --frozen arq jobs.worker.WorkerSettings &
+supervisors+=($!)
+set +m
 
 echo "Supabase stand-in: http://127.0.0.1:$DEVSTACK_PORT   webhook API: http://127.0.0.1:$BRIDGE_PORT"
 echo "Try: uv run python -m devstack.customer 'hola, cuánto cuesta?'  (replies: GET /whatsapp/_control/requests)"
-wait -n "${pids[@]}"
+wait
