@@ -1,6 +1,6 @@
 """The job contract between the webhook and the worker: the job's name, ids and arguments, and
-the only ways jobs are put on or taken off the queue (enqueue, withdraw), for the webhook's
-doorbell, the worker's sweeper and the turn alike.
+the only ways jobs are put on or taken off the queue (enqueue, withdraw, set aside while running),
+for the webhook's doorbell, the worker's sweeper and the turn alike.
 
 Postgres holds the truth; a job is only a doorbell for a conversation with unprocessed inbound
 messages. Job ids are deterministic per message, so a redelivered webhook never rings twice.
@@ -158,6 +158,20 @@ class JobQueue:
             rung.add(job.conversation_id)
             args += [job.job_id, payload, FOLLOW_UP_DELAY_MS if follow_up else 0]
         return int(await self._enqueue(keys=keys, args=args))
+
+    async def set_aside(self, job_id: str, *, for_ms: int) -> None:
+        """Make a job this worker has started due only `for_ms` from now (arq's in-progress
+        expiry): arq's poll re-checks every due id of the queue, three round trips each, even
+        the ones running, so hundreds of turns waiting on an LLM or a reply's delay would cost a
+        worker more than their work. A worker killed meanwhile leaves the job due when its
+        in-progress key expires, so another worker runs it again as arq would."""
+        await self._redis.zadd(self._queue_name, {job_id: timestamp_ms() + for_ms}, xx=True)
+
+    async def put_back(self, job_id: str, score: int) -> None:
+        """Give a job ending now its own score again, before arq finishes it: arq then removes
+        it, or retries it after its delay, or (cancelled by a shutdown) runs it again, each from
+        the score it expects."""
+        await self._redis.zadd(self._queue_name, {job_id: score}, xx=True)
 
     async def withdraw_inbound(self, message_ids: Sequence[str]) -> int:
         """Take the queued jobs of these messages off the queue (`_WITHDRAW_BATCH`); a job

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from arq import Retry
+from redis.exceptions import RedisError
 
 from bridge import gc_tuning, logs
 from bridge.http_pool import pooled_session
@@ -227,6 +228,29 @@ async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_SECONDS) -> 
     except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
         log.warning("jobs.shutdown.pool_dropped", extra={"detail": repr(exc)})
         pool.terminate()
+
+
+async def job_started(ctx: dict[str, Any]) -> None:
+    """arq's on_job_start: the running job is set aside on the queue (`JobQueue.set_aside`).
+    Failing to costs only arq's re-checks, so it never fails the job."""
+    settings: Settings = ctx["settings"]
+    queue: JobQueue = ctx["queue"]
+    # arq's in-progress key lives for the job timeout + 10 s.
+    in_progress_ms = (settings.JOBS_JOB_TIMEOUT_SECONDS + 10) * 1000
+    try:
+        await queue.set_aside(ctx["job_id"], for_ms=in_progress_ms)
+    except (RedisError, OSError) as exc:
+        log.info("jobs.queue.set_aside_failed", extra={"detail": repr(exc)})
+
+
+async def job_ended(ctx: dict[str, Any]) -> None:
+    """arq's on_job_end, before it finishes the job: the job gets its own score back."""
+    queue: JobQueue = ctx["queue"]
+    try:
+        await queue.put_back(ctx["job_id"], int(ctx["score"]))
+    except (RedisError, OSError) as exc:
+        # arq's finish still removes the job; a retry then runs without its delay.
+        log.warning("jobs.queue.put_back_failed", extra={"detail": repr(exc)})
 
 
 async def process_inbound(

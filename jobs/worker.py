@@ -19,7 +19,14 @@ from bridge.queue import JobName
 from bridge.settings import Settings
 from jobs import retry, tasks
 from jobs.redis_connection import OutageRetry, worker_redis_settings
-from jobs.tasks import close_idle_sessions, process_inbound, shutdown, sweep
+from jobs.tasks import (
+    close_idle_sessions,
+    job_ended,
+    job_started,
+    process_inbound,
+    shutdown,
+    sweep,
+)
 
 _settings = Settings()
 _redis_retry = OutageRetry()
@@ -44,6 +51,10 @@ class WorkerSettings:
     ctx: ClassVar[dict[str, Any]] = {"settings": _settings}
     on_startup = startup
     on_shutdown = shutdown
+    # A running job is set aside on the queue and put back before arq finishes it
+    # (`bridge.queue.JobQueue.set_aside`).
+    on_job_start = job_started
+    on_job_end = job_ended
     functions: ClassVar[list[Any]] = [
         func(process_inbound, name=JobName.PROCESS_INBOUND.value, max_tries=retry.MAX_TRIES)
     ]

@@ -100,3 +100,32 @@ async def test_follow_up_messages_of_a_conversation_are_due_a_little_later(
         assert ttl_first < ttl_follow_up <= 86_400_000 + FOLLOW_UP_DELAY_MS
     finally:
         await arq_redis.delete(queue, *(job_key_prefix + j.job_id for j in jobs))
+
+
+async def test_a_running_job_set_aside_is_not_due_until_put_back_with_its_own_score(
+    arq_redis: ArqRedis, redis_url: str
+) -> None:
+    queue = f"arq:queue:test-aside-{uuid.uuid4().hex[:8]}"
+    job = TurnJob.for_message(str(uuid.uuid4()), str(uuid.uuid4()), None)
+    enqueuer = Enqueuer(redis_url, queue)
+    try:
+        assert await enqueuer.enqueue([job]) == 1
+    finally:
+        await enqueuer.close()
+    try:
+        score = int(await arq_redis.zscore(queue, job.job_id) or 0)
+        jobs = JobQueue(arq_redis, queue)
+        await jobs.set_aside(job.job_id, for_ms=60_000)
+        # arq's poll reads the ids due now: the running job is not among them, but the queue
+        # still counts it (a worker in burst mode waits for it).
+        assert await arq_redis.zrangebyscore(queue, "-inf", time.time() * 1000) == []
+        assert await arq_redis.zcard(queue) == 1
+        await jobs.put_back(job.job_id, score)
+        assert await arq_redis.zscore(queue, job.job_id) == score
+        # A job no longer queued (finished, withdrawn) is never added back.
+        await arq_redis.zrem(queue, job.job_id)
+        await jobs.set_aside(job.job_id, for_ms=60_000)
+        await jobs.put_back(job.job_id, score)
+        assert await arq_redis.zcard(queue) == 0
+    finally:
+        await arq_redis.delete(queue, job_key_prefix + job.job_id)

@@ -113,3 +113,44 @@ async def test_an_llm_key_in_dotenv_reaches_the_engine(
         return await whatsapp.texts(phone) == ["Respuesta del modelo"]
 
     await eventually(replied)
+
+
+async def test_turns_waiting_on_their_delays_cost_arq_no_polling_round_trips(
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    worker: Worker,
+    whatsapp: WhatsAppRecorder,
+    redis_url: str,
+) -> None:
+    # arq's poll checks each due job id with WATCH and two reads, even a job it runs itself: a
+    # running turn is set aside on the queue until it ends (`bridge.queue.JobQueue.set_aside`).
+    from redis.asyncio import Redis
+
+    ws = await make_workspace(turn_db, response_speed=1.0)
+    phones = [wa.customer_phone() for _ in range(20)]
+    for phone in phones:
+        await say(inbox, ws.phone_number_id, phone, "hola #delay=1500")
+    redis = Redis.from_url(redis_url)
+    try:
+        before = await _watch_calls(redis)
+        proc = await worker.start()
+        try:
+
+            async def all_replied() -> bool:
+                return all([await whatsapp.texts(p) for p in phones])
+
+            await eventually(all_replied, within=30)
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 20)
+        watches = await _watch_calls(redis) - before
+    finally:
+        await redis.aclose()
+    # One claim per job (each message's, and the crons'); without setting them aside, each of
+    # the ~75 polls while the replies waited would have checked all 20 again.
+    assert watches < 100, watches
+
+
+async def _watch_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_watch", {}).get("calls", 0))
