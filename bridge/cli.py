@@ -1,5 +1,6 @@
 """The `bridge` command: `bridge serve` runs the webhook API, `bridge db apply` the schema,
-`bridge replay` processes stored webhook events again (docs/operations.md)."""
+`bridge replay` processes stored webhook events again, `bridge doctor` checks the settings and
+connections (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bridge import migrations
+
+if TYPE_CHECKING:
+    from bridge.doctor_channels import EndpointRule
+    from bridge.doctor_database import ChannelRow
+    from bridge.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--limit", type=int, default=1000, help="events per run (default 1000)")
     replay.add_argument("--database-url", help="a direct connection (default: DATABASE_URL)")
+
+    check = commands.add_parser(
+        "doctor",
+        help="check every setting and connection; say what is wrong and how to fix it",
+        description="Check the settings, Supabase, the database, Redis, the webhook secrets and "
+        "each WhatsApp channel, one line each. Exits 1 on any problem (warnings do not count).",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    check.add_argument(
+        "--local",
+        action="store_true",
+        help="a development machine: BRIDGE_INSECURE_DEV=true is no warning",
+    )
+    check.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
     return parser
 
 
@@ -146,6 +167,49 @@ async def _replay(args: argparse.Namespace) -> int:
     return 1 if still_failing or missing else 0
 
 
+def _send_rule(settings: Settings) -> EndpointRule:
+    """The worker's own rules for a channel, for `bridge doctor`: which credential it sends with
+    (`jobs.turn.channel_for`) and where it may send (`SendPolicy`)."""
+    from bridge.doctor_channels import Endpoint, EndpointRefused
+    from jobs import turn, whatsapp_api
+    from jobs.turn_store import Conversation
+
+    policy = whatsapp_api.SendPolicy.from_settings(settings)  # ValueError: a bad setting
+
+    def endpoint(row: ChannelRow) -> Endpoint:
+        conversation = Conversation(
+            conversation_id=uuid.UUID(int=0),
+            workspace_id=uuid.UUID(int=0),
+            phone=None,
+            bsuid=None,
+            profile_name=None,
+            phone_number_id=row.phone_number_id,
+            provider=row.provider,
+            api_base_url=row.api_base_url,
+            access_token=row.access_token,
+            api_key=row.api_key,
+            config={},
+        )
+        channel = turn.channel_for(conversation, settings)
+        try:
+            url, headers = policy.request(channel)
+        except whatsapp_api.Refused as exc:
+            raise EndpointRefused(str(exc).removeprefix("refused: ")) from None
+        return Endpoint(url.removesuffix("/messages"), headers, channel.credential)
+
+    return endpoint
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from bridge import doctor
+
+    settings, checks = doctor.load_settings()
+    if settings is not None:
+        checks = await doctor.run(settings, _send_rule, local=args.local, seconds=args.timeout)
+    sys.stdout.write(doctor.render_json(checks) if args.json else doctor.render(checks))
+    return 1 if any(c.status == "problem" for c in checks) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "db":
@@ -162,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "replay":
         return asyncio.run(_replay(args))
+    if args.command == "doctor":
+        return asyncio.run(_doctor(args))
     from bridge.api.server import serve
 
     return serve(

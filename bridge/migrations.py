@@ -128,7 +128,7 @@ def _same_statements(recorded: list[str], sql: str) -> bool:
     return all(c.isspace() or c == ";" for c in sql[pos:])
 
 
-def _history_problems(recorded: list[asyncpg.Record], tree: list[Migration]) -> list[str]:
+def history_problems(recorded: list[asyncpg.Record], tree: list[Migration]) -> list[str]:
     """What sets the recorded migrations (version, name, statements) apart from the tree's files.
     A row without statements is taken on trust."""
     files = {m.version: m for m in tree}
@@ -161,7 +161,7 @@ async def apply(
             "select version, name, statements from supabase_migrations.schema_migrations"
         )
         tree = list_migrations(supabase_dir)
-        problems = _history_problems(recorded, tree)
+        problems = history_problems(recorded, tree)
         if problems:
             raise MigrationHistoryMismatch(problems)
         done = {r["version"] for r in recorded}

@@ -24,6 +24,17 @@ def routes(state: DevstackState) -> list[BaseRoute]:
     async def d360_messages(request: Request) -> Response:
         return await send.messages(request, runtime, provider=send.D360, phone_number_id=None)
 
+    async def meta_lookup(request: Request) -> Response:
+        return await send.lookup(
+            request,
+            runtime,
+            provider=send.META,
+            phone_number_id=request.path_params["phone_number_id"],
+        )
+
+    async def d360_lookup(request: Request) -> Response:
+        return await send.lookup(request, runtime, provider=send.D360, phone_number_id=None)
+
     async def requests(request: Request) -> Response:
         return await control.requests(request, runtime)
 
@@ -39,6 +50,8 @@ def routes(state: DevstackState) -> list[BaseRoute]:
         Route("/whatsapp/_control/webhooks", webhooks, methods=["GET"]),
         Route("/whatsapp/360dialog/messages", d360_messages, methods=["POST"]),
         Route("/whatsapp/{version}/{phone_number_id}/messages", meta_messages, methods=["POST"]),
+        Route("/whatsapp/360dialog/health_status", d360_lookup, methods=["GET"]),
+        Route("/whatsapp/{version}/{phone_number_id}", meta_lookup, methods=["GET"]),
     ]
 
 

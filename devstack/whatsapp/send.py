@@ -3,6 +3,10 @@
 Meta shape: `/whatsapp/<version>/<phone_number_id>/messages` with `Authorization: Bearer <token>`.
 360dialog shape: `/whatsapp/360dialog/messages` with `D360-API-KEY: <key>` (the key names the
 number, so the path has no phone number id). Any non-empty credential is accepted.
+
+`GET …/<phone_number_id>?fields=…` (Meta) and `GET /whatsapp/360dialog/health_status` answer the
+cheap authenticated reads that tell whether a credential works (`bridge doctor`); a fault queued
+with `"applies_to": "any"` (e.g. code 190, an expired token) answers them instead.
 """
 
 from __future__ import annotations
@@ -57,6 +61,41 @@ async def messages(
         entry["response"] = {"status": answer.status, "body": answer.body}
     else:
         entry["response"] = {"status": None, "body": None, "dropped": True}
+    return answer.response()
+
+
+async def lookup(
+    request: Request, stand_in: WhatsAppStandIn, *, provider: str, phone_number_id: str | None
+) -> Response:
+    """The phone number's fields (Meta) or the number's messaging health (360dialog)."""
+    entry = stand_in.requests.start(
+        method=request.method,
+        path=request.url.path,
+        provider=provider,
+        phone_number_id=phone_number_id,
+        headers=request.headers,
+        body=None,
+    )
+    entry["kind"] = "lookup"
+    answer: _Answer | None = None
+    if not _credential(request, provider):
+        entry["kind"] = "unauthorized"
+        answer = _Answer(*graph_errors.invalid_token())
+    elif fault := stand_in.faults.take(
+        to=None, phone_number_id=phone_number_id, provider=provider, is_send=False
+    ):
+        entry["fault"] = fault.as_json()
+        answer = await _apply(fault, request)
+    if answer is None and provider == D360:
+        answer = _Answer(200, {"health_status": {"can_send_message": "AVAILABLE", "entities": []}})
+    elif answer is None:
+        # Meta answers the fields asked for, and always the id.
+        known = {"display_phone_number": "+1 555-0100", "verified_name": "Stand-in Business"}
+        fields = request.query_params.get("fields", "").split(",")
+        answer = _Answer(
+            200, {**{f: known[f] for f in fields if f in known}, "id": phone_number_id}
+        )
+    entry["response"] = {"status": answer.status, "body": answer.body}
     return answer.response()
 
 
