@@ -75,6 +75,9 @@ class PostgresCluster:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        self.up()
+
+    def up(self) -> None:
         # fsync off: a restart of Postgres (the fault) keeps the OS's page cache, so nothing
         # committed is lost; synchronous_commit stays on, as a commit acknowledged must survive
         # an immediate restart.
@@ -83,6 +86,10 @@ class PostgresCluster:
             " -c max_connections=100 -c fsync=off"
         )
         self._ctl("-o", options, "-l", str(self.dir / "log"), "-w", "start")
+
+    def down(self, mode: str) -> None:
+        """Stop the server (`up` starts it again), keeping its data."""
+        self._ctl("-m", mode, "-w", "stop")
 
     def restart(self, mode: str) -> None:
         self._ctl("-m", mode, "-w", "restart")

@@ -7,8 +7,9 @@ answers everything). The handoff message is exempt from the "agent on" check: th
 switched it off. So are a member's messages (`human`: a text, only inside the 24-hour window, else
 it fails with the reason; `template`: an approved template, at any time). A row is `sending` before
 the API call, so after a crash mid-call its outcome is known to be unknown: it becomes `unknown`
-and is never re-sent blindly; so does an answer without a well-formed message id. Throttled
-sends wait as `jobs.retry` says. A send the operator's endpoint policy refuses (a channel URL
+(once no send can still be in flight: `in_flight_ms` after its claim) and is never re-sent
+blindly; so does an answer without a well-formed message id. Throttled sends wait as
+`jobs.retry` says; a turn that lost its lock meanwhile gives the row back as `pending`. A send the operator's endpoint policy refuses (a channel URL
 that is not allowed, the default token bound elsewhere) is `failed` with the reason and never
 reaches any server (`jobs.whatsapp_api.SendPolicy`).
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 from jobs import retry, turn_store
 from jobs.checkpoints import checkpoint
-from jobs.lock import ConversationLock
+from jobs.lock import ConversationLock, FenceLost
 from jobs.turn_store import OutboxRow
 from jobs.whatsapp_api import (
     Ambiguous,
@@ -34,6 +35,16 @@ from jobs.whatsapp_api import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# A claimed row's send ends within the send timeout; its outcome is recorded this much later at
+# most once the database answers.
+IN_FLIGHT_MARGIN_SECONDS = 2.0
+
+
+def in_flight_ms(send_timeout_seconds: float) -> int:
+    """How long after its claim a `sending` row may still be in flight."""
+    return int((send_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS) * 1000)
 
 
 @dataclass
@@ -74,25 +85,8 @@ async def send_pending(
         if not claim.claimed:
             continue  # a handoff message later in the list still goes out
         checkpoint("sending")
-        outcome = await _send_one(client, channel, to, row, throttle, group)
-        if isinstance(outcome, str):
-            checkpoint("sent")
-            await turn_store.record_send(lock, row.id, "sent", wamid=outcome)
-            report.sent += 1
-            continue
-        if isinstance(outcome, Ambiguous):
-            await turn_store.record_send(lock, row.id, "unknown", reason=str(outcome)[:500])
-            report.unknown += 1
-            if row.kind == "reply":
-                report.unanswered.append(f"a reply's fate is unknown: {outcome}"[:300])
-            continue
-        reason = str(outcome)
-        if isinstance(outcome, WindowClosed):
-            reason = f"24-hour customer service window closed; send a template instead: {reason}"
-        await turn_store.record_send(lock, row.id, "failed", code=outcome.code, reason=reason[:500])
-        report.failed += 1
-        if row.kind == "reply":
-            report.unanswered.append(f"a reply failed: {reason}"[:300])
+        outcome = await _send_one(lock, client, channel, to, row, throttle, group)
+        await _record(lock, row, outcome, report)
         if isinstance(outcome, WindowClosed) and not window_closed:
             # WhatsApp delivers nothing but a template now: the texts after it are skipped.
             window_closed = True
@@ -103,15 +97,46 @@ async def send_pending(
     return report
 
 
+async def _record(
+    lock: ConversationLock, row: OutboxRow, outcome: str | SendError | None, report: SendReport
+) -> None:
+    """Record one send's outcome (and count it in `report`)."""
+    if outcome is None:
+        # Throttled, then the lock was lost: not sent, so the row is pending again for whoever
+        # holds the turn now.
+        await turn_store.record_send(lock, row.id, "pending", reason="throttled; lock lost")
+        raise FenceLost("the lock was lost while a throttled send waited", session_lost=True)
+    if isinstance(outcome, str):
+        checkpoint("sent")
+        await turn_store.record_send(lock, row.id, "sent", wamid=outcome)
+        report.sent += 1
+        return
+    if isinstance(outcome, Ambiguous):
+        await turn_store.record_send(lock, row.id, "unknown", reason=str(outcome)[:500])
+        report.unknown += 1
+        if row.kind == "reply":
+            report.unanswered.append(f"a reply's fate is unknown: {outcome}"[:300])
+        return
+    reason = str(outcome)
+    if isinstance(outcome, WindowClosed):
+        reason = f"24-hour customer service window closed; send a template instead: {reason}"
+    await turn_store.record_send(lock, row.id, "failed", code=outcome.code, reason=reason[:500])
+    report.failed += 1
+    if row.kind == "reply":
+        report.unanswered.append(f"a reply failed: {reason}"[:300])
+
+
 async def _send_one(
+    lock: ConversationLock,
     client: WhatsAppClient,
     channel: Channel,
     to: str,
     row: OutboxRow,
     throttle: retry.ThrottleBackoff,
     group: bool,
-) -> str | SendError:
-    """The wamid, or the error that ended the attempts (throttling is retried here)."""
+) -> str | SendError | None:
+    """The wamid, or the error that ended the attempts (throttling is retried here); None when
+    the turn's lock was lost while a throttle was waited out (nothing was sent)."""
     attempt = 0
     while True:
         try:
@@ -126,6 +151,8 @@ async def _send_one(
                 return Rejected(f"still throttled after {attempt + 1} attempts: {exc}", exc.code)
             log.info("jobs.send.throttled", extra={"code": exc.code, "wait_s": wait})
             await asyncio.sleep(wait)
+            if lock.lost:
+                return None
             attempt += 1
         except SendError as exc:
             return exc

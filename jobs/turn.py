@@ -203,19 +203,28 @@ class ConversationTurn:
     async def _resume(self, verdict: Verdict) -> None:
         """Finish what a worker that died mid-turn had decided. A reply it was sending has an
         unknown fate: it is not re-sent, and a human is asked to check the conversation."""
-        try:
-            interrupted = (
-                await turn_store.recover_interrupted(self.lock) if verdict.outbox_sending else 0
-            )
-            if interrupted and verdict.agent_on:
-                await self._hand_off(INTERRUPTED_SEND, [])
-            else:
-                await self._send()
-        finally:
-            # the dead one's START
-            await self.deps.typing.send(
-                self.lock.conversation_id, False, private=private_channel(self.conversation.config)
-            )
+        # The dead one's START, stopped at once: this turn shows no typing.
+        await self.deps.typing.send(
+            self.lock.conversation_id, False, private=private_channel(self.conversation.config)
+        )
+        interrupted = await self._recover() if verdict.outbox_sending else 0
+        if interrupted and verdict.agent_on:
+            await self._hand_off(INTERRUPTED_SEND, [])
+        else:
+            await self._send()
+
+    async def _recover(self) -> int:
+        """Rows left `sending`, once no send can still be in flight: a worker that lost only
+        its lock (its database connection dropped) finishes its send within the send timeout
+        and records the outcome, so its row is not called unknown meanwhile."""
+        in_flight_ms = outbox.in_flight_ms(self.deps.settings.WHATSAPP_SEND_TIMEOUT_SECONDS)
+        recovered = 0
+        while True:
+            count, wait_ms = await turn_store.recover_interrupted(self.lock, in_flight_ms)
+            recovered += count
+            if not wait_ms:
+                return recovered
+            await asyncio.sleep(wait_ms / 1000)
 
     async def _answer(self, verdict: Verdict) -> None:
         conversation = self.conversation

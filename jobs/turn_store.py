@@ -303,12 +303,19 @@ async def hand_off(
     return result
 
 
-async def recover_interrupted(lock: ConversationLock) -> int:
-    """Rows left `sending` by a worker that died mid-call become `unknown`; how many."""
-    count: int = await lock.fetchval(
-        "select private.recover_outbox($1, $2)", lock.conversation_id, lock.epoch
+async def recover_interrupted(lock: ConversationLock, in_flight_ms: int) -> tuple[int, float]:
+    """Rows left `sending` by a worker that died mid-call become `unknown`: how many, and in how
+    many ms to look again at rows claimed too recently to tell (their send may still be in
+    flight in a worker that lost only its lock)."""
+    data = json.loads(
+        await lock.fetchval(
+            "select private.recover_outbox($1, $2, $3)",
+            lock.conversation_id,
+            lock.epoch,
+            in_flight_ms,
+        )
     )
-    return count
+    return int(data["recovered"]), float(data["wait_ms"])
 
 
 async def pending_outbox(lock: ConversationLock) -> list[OutboxRow]:

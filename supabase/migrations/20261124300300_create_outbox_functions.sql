@@ -26,21 +26,34 @@ end;
 $$;
 
 -- Rows a worker left `sending` when it died mid-call: their outcome is unknown, and they are
--- never re-sent. Returns how many.
-create or replace function private.recover_outbox(p_conversation_id uuid, p_epoch bigint)
-returns int
+-- never re-sent. A row claimed less than p_in_flight_ms ago may still be in flight in a worker
+-- that lost only its lock (its send ends within the send timeout, and its outcome is recorded
+-- whoever holds the turn): it is left alone, and `wait_ms` says when to look again. Returns
+-- {recovered, wait_ms}.
+create or replace function private.recover_outbox(
+  p_conversation_id uuid, p_epoch bigint, p_in_flight_ms int
+) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 declare
   v_count int;
+  v_wait_ms numeric;
 begin
   perform private.assert_turn_fence(p_conversation_id, p_epoch);
   update public.messages
      set status = 'unknown', skip_reason = 'worker stopped during the send call'
-   where conversation_id = p_conversation_id and direction = 'outbound' and status = 'sending';
+   where conversation_id = p_conversation_id and direction = 'outbound' and status = 'sending'
+     and coalesce(status_timestamp, created_at)
+         <= now() - make_interval(secs => p_in_flight_ms / 1000.0);
   get diagnostics v_count = row_count;
-  return v_count;
+  select max(extract(epoch from coalesce(m.status_timestamp, m.created_at)
+                     + make_interval(secs => p_in_flight_ms / 1000.0) - now()) * 1000)
+    into v_wait_ms
+    from public.messages m
+   where m.conversation_id = p_conversation_id and m.direction = 'outbound'
+     and m.status = 'sending';
+  return jsonb_build_object('recovered', v_count, 'wait_ms', greatest(coalesce(v_wait_ms, 0), 0));
 end;
 $$;
 
@@ -128,7 +141,9 @@ begin
     get diagnostics v_skipped = row_count;
     return jsonb_build_object('claimed', false, 'reason', v_reason, 'skipped', v_skipped);
   end if;
-  update public.messages set status = 'sending', send_attempts = send_attempts + 1
+  -- The claim's time bounds how long the send may still be in flight (private.recover_outbox).
+  update public.messages
+     set status = 'sending', send_attempts = send_attempts + 1, status_timestamp = now()
    where id = p_message_id;
   return jsonb_build_object('claimed', true, 'reason', null, 'skipped', 0);
 end;
@@ -154,11 +169,11 @@ end;
 $$;
 
 revoke execute on function private.pending_outbox(uuid) from public;
-revoke execute on function private.recover_outbox(uuid, bigint) from public;
+revoke execute on function private.recover_outbox(uuid, bigint, int) from public;
 revoke execute on function private.skip_outbox(uuid, bigint, uuid[], text) from public;
 revoke execute on function private.claim_outbox_message(uuid, bigint, uuid) from public;
 revoke execute on function private.record_outbox_send(uuid, text, text, text, text) from public;
-grant execute on function private.pending_outbox(uuid), private.recover_outbox(uuid, bigint),
+grant execute on function private.pending_outbox(uuid), private.recover_outbox(uuid, bigint, int),
   private.skip_outbox(uuid, bigint, uuid[], text),
   private.claim_outbox_message(uuid, bigint, uuid),
   private.record_outbox_send(uuid, text, text, text, text) to service_role;

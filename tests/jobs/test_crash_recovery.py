@@ -24,8 +24,14 @@ from tests.fixtures.worker import (
 
 HANDOFF_TEXT = "Un asesor te atiende enseguida"
 # The arq job of the killed worker is re-run once its in-progress key expires
-# (job timeout + 10 s); the sweeper finds what that job would find sooner.
-CRASH_ENV = {"JOBS_JOB_TIMEOUT_SECONDS": "2", "JOBS_SWEEP_AFTER_SECONDS": "0"}
+# (job timeout + 10 s); the sweeper finds what that job would find sooner. A row the killed
+# worker claimed is called unknown once no send can be in flight (the send timeout + 2 s after
+# its claim), which the recovering job must be able to wait for.
+CRASH_ENV = {
+    "JOBS_JOB_TIMEOUT_SECONDS": "4",
+    "JOBS_SWEEP_AFTER_SECONDS": "0",
+    "WHATSAPP_SEND_TIMEOUT_SECONDS": "1",
+}
 
 
 async def _crash_then_recover(
@@ -100,3 +106,36 @@ async def test_killed_worker_recovers_without_losing_or_repeating(
     if events:
         assert events[-1]["isTyping"] is False
         assert all(e["expiresAt"] for e in events if e["isTyping"])
+
+
+async def test_a_dead_workers_typing_stops_within_about_15_s(
+    turn_stack: TurnStack,
+    turn_db: asyncpg.Pool,
+    inbox: WebhookClient,
+    whatsapp: WhatsAppRecorder,
+    typing_watcher: TypingWatcher,
+) -> None:
+    ws = await make_workspace(turn_db)
+    phone = wa.customer_phone()
+    msg = wa.text("hola", sender=phone, ts=int(time.time()))
+    response = await inbox.post(wa.body(wa.change(ws.phone_number_id, messages=[msg])))
+    assert response.status_code == 200
+    conv: uuid.UUID = await turn_db.fetchval(
+        "select id from public.conversations where workspace_id = $1", ws.id
+    )
+    await typing_watcher.watch(conv)
+    # The default sweep, and arq's own re-run of the killed job a minute away: only the sweep
+    # can bring the typing indicator down in time.
+    env = {"JOBS_JOB_TIMEOUT_SECONDS": "60", "WHATSAPP_SEND_TIMEOUT_SECONDS": "1"}
+    worker = Worker(turn_stack, inbox_queue(inbox), env)
+    assert await worker.burst(within=30, JOBS_CRASH_AT="sending") == -signal.SIGKILL
+    killed = time.monotonic()
+    assert typing_watcher.events[str(conv)][-1]["isTyping"] is True
+    proc = await worker.start()
+    try:
+        while typing_watcher.events[str(conv)][-1]["isTyping"]:
+            assert time.monotonic() - killed < 16, "typing still on"
+            await asyncio.sleep(0.1)
+    finally:
+        proc.terminate()
+        await proc.wait()

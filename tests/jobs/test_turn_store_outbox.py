@@ -181,7 +181,7 @@ async def test_a_lost_fence_refuses_claims_skips_and_recovery_but_not_the_record
         with pytest.raises(FenceLost):
             await turn_store.skip_outbox(lock, [row], "window closed")
         with pytest.raises(FenceLost):
-            await turn_store.recover_interrupted(lock)
+            await turn_store.recover_interrupted(lock, 0)
         # What WhatsApp answered is a fact, whoever holds the turn now.
         await turn_store.record_send(lock, row, "sent", wamid=f"wamid.OUT{uuid.uuid4().hex}")
     finally:
@@ -198,13 +198,40 @@ async def test_interrupted_sends_become_unknown_and_are_never_pending_again(
     await _outbox(turn_db, ws, conv, "next", position=1)
     lock = await _take(locks, conv)
     try:
-        assert await turn_store.recover_interrupted(lock) == 1
-        assert await turn_store.recover_interrupted(lock) == 0
+        assert await turn_store.recover_interrupted(lock, 15_000) == (1, 0)
+        assert await turn_store.recover_interrupted(lock, 15_000) == (0, 0)
         assert [r.body for r in await turn_store.pending_outbox(lock)] == ["next"]
     finally:
         await lock.release()
     statuses = await _statuses(turn_db, conv)
     assert statuses["interrupted"] == ("unknown", "worker stopped during the send call")
+
+
+async def test_a_row_claimed_moments_ago_may_still_be_in_flight_and_is_left_alone(
+    turn_db: asyncpg.Pool, locks: TurnLocks
+) -> None:
+    ws = await make_workspace(turn_db)
+    conv = await _conversation(turn_db, ws)
+    row = await _outbox(turn_db, ws, conv, "in flight", position=0)
+    lock = await _take(locks, conv)
+    try:
+        # Claimed by a worker that then lost its lock, its send still under way.
+        assert (await turn_store.claim_outbox_message(lock, row)).claimed
+        recovered, wait_ms = await turn_store.recover_interrupted(lock, 15_000)
+        assert recovered == 0
+        assert 13_000 < wait_ms <= 15_000
+        # Its outcome lands meanwhile (whoever holds the turn): nothing is left to recover.
+        await turn_store.record_send(lock, row, "sent", wamid=f"wamid.OUT{uuid.uuid4().hex}")
+        assert await turn_store.recover_interrupted(lock, 15_000) == (0, 0)
+        # A row whose send cannot be in flight any more is unknown.
+        other = await _outbox(turn_db, ws, conv, "stuck", position=1)
+        assert (await turn_store.claim_outbox_message(lock, other)).claimed
+        assert await turn_store.recover_interrupted(lock, 0) == (1, 0)
+    finally:
+        await lock.release()
+    statuses = await _statuses(turn_db, conv)
+    assert statuses["in flight"][0] == "sent"
+    assert statuses["stuck"][0] == "unknown"
 
 
 async def test_skip_outbox_touches_only_the_named_pending_rows(
