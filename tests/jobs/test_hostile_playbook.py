@@ -34,15 +34,20 @@ async def test_a_catastrophic_pattern_in_one_playbook_stalls_nobody(
     await say(inbox, hostile.phone_number_id, attacker, "a" * 40 + "!")
     await say(inbox, victim.phone_number_id, customer, "hola, cuánto cuesta?")
 
+    async def priced() -> bool:
+        # The answer is several texts in a row: the price is not necessarily the first.
+        return any("$77,900" in t for t in await whatsapp.texts(customer))
+
     proc = await worker.start()
     try:
         started = asyncio.get_running_loop().time()
-        await eventually(lambda: texts_sent(whatsapp, customer, 1), within=10)
+        try:
+            await eventually(priced, within=10)
+        except AssertionError:
+            raise AssertionError(f"the victim got {await whatsapp.texts(customer)}") from None
         # Both turns are answered, the attacker's too (the patterns simply did not match).
         await eventually(lambda: texts_sent(whatsapp, attacker, 1), within=5)
         assert asyncio.get_running_loop().time() - started < 10
     finally:
         proc.kill()
         await proc.wait()
-    texts = await whatsapp.texts(customer)
-    assert any("$77,900" in t for t in texts), texts
