@@ -65,6 +65,9 @@ class Customer:
     phone_number_id: str
     toggled: bool = False
     seq: int = 0
+    # Each body's messages carry a later second than the customer's previous body: the order
+    # the customer wrote in is then in the data, also when a retried webhook arrives late.
+    last_timestamp: int = 0
     sent: list[Sent] = field(default_factory=list)
 
 
@@ -79,6 +82,8 @@ class Stack:
     log_dir: Path
     faults: list[tuple[float, str]] = field(default_factory=list)
     acks: list[float] = field(default_factory=list)
+    # When each message's webhook first got its 200 (wall clock): it was committed by then.
+    acked_at: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
 
 
@@ -196,7 +201,7 @@ async def _start(args: argparse.Namespace, log_dir: Path) -> Stack:
     return stack
 
 
-async def _post(client: httpx.AsyncClient, stack: Stack, body: bytes) -> None:
+async def _post(client: httpx.AsyncClient, stack: Stack, body: bytes, texts: list[str]) -> None:
     """Until a 200, as Meta retries (1 s, doubling, at most 8 s apart)."""
     delay = 1.0
     while True:
@@ -213,6 +218,8 @@ async def _post(client: httpx.AsyncClient, stack: Stack, body: bytes) -> None:
             )
             if response.status_code == 200:
                 stack.acks.append(time.monotonic() - started)
+                for text in texts:
+                    stack.acked_at.setdefault(text, time.time())
                 return
         except httpx.TransportError:
             pass
@@ -221,8 +228,13 @@ async def _post(client: httpx.AsyncClient, stack: Stack, body: bytes) -> None:
 
 
 def _body(customer: Customer, texts: list[str]) -> tuple[bytes, list[Sent]]:
+    customer.last_timestamp = max(int(time.time()), customer.last_timestamp + 1)
     payload = webhook_body(
-        texts[0], phone_number_id=customer.phone_number_id, sender=customer.phone, name="Soak"
+        texts[0],
+        phone_number_id=customer.phone_number_id,
+        sender=customer.phone,
+        name="Soak",
+        timestamp=customer.last_timestamp,
     )
     value = payload["entry"][0]["changes"][0]["value"]  # type: ignore[index]
     template = value["messages"][0]
@@ -257,7 +269,7 @@ async def _load(
             customer.sent.extend(sent)
             copies = 2 if 0.17 <= roll < 0.25 else 1
             for _ in range(copies):
-                task = asyncio.create_task(_post(client, stack, body))
+                task = asyncio.create_task(_post(client, stack, body, texts))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.sleep(max(0.0, begin + n / args.rate - time.monotonic()))
@@ -361,9 +373,10 @@ async def _warm_up(stack: Stack, customers: list[Customer]) -> list[str]:
     async with httpx.AsyncClient() as client:
         for customer in customers:
             customer.seq += 1
-            body, sent = _body(customer, [f"{customer.phone}-m{customer.seq}"])
+            texts = [f"{customer.phone}-m{customer.seq}"]
+            body, sent = _body(customer, texts)
             customer.sent.extend(sent)
-            await _post(client, stack, body)
+            await _post(client, stack, body, texts)
     conn = await asyncpg.connect(stack.pg.url)
     try:
         while True:
@@ -427,6 +440,7 @@ async def run(args: argparse.Namespace) -> int:
             stack.devstack_url,
             [s for c in customers for s in c.sent],
             toggled={c.phone for c in customers if c.toggled},
+            acked_at=stack.acked_at,
         )
         report.must_be_zero["typing left on"] = sum(1 for on in typing.values() if on)
         report.ack_p50 = percentile(stack.acks, 50)

@@ -71,7 +71,12 @@ async def _deliveries(devstack_url: str) -> list[dict[str, Any]]:
 
 
 async def check(
-    database_url: str, devstack_url: str, sent: list[Sent], *, toggled: set[str]
+    database_url: str,
+    devstack_url: str,
+    sent: list[Sent],
+    *,
+    toggled: set[str],
+    acked_at: dict[str, float],
 ) -> Report:
     report = Report()
     conn = await asyncpg.connect(database_url)
@@ -103,8 +108,7 @@ async def check(
     report.examples["duplicate handoff tasks"] = [f"{p} ({n} tasks)" for p, n in twice.items()]
     _intake(report, sent, inbound)
     answered_in = _replies(report, outbound, inbound, handed)
-    stored_at = {r["body"]: float(r["at"]) for r in inbound}
-    _order(report, sent, answered_in, stored_at, handed, toggled)
+    _order(report, sent, answered_in, acked_at, handed, toggled)
     for example in report.examples.get("later first", [])[:2]:
         phone = example.split("-m", 1)[0]
         report.examples.setdefault("replies of a later-first conversation", []).append(
@@ -174,13 +178,14 @@ def _order(
     report: Report,
     sent: list[Sent],
     answered_in: dict[str, tuple[int, float]],
-    stored_at: dict[str, float],
+    acked_at: dict[str, float],
     handed: Counter[str],
     toggled: set[str],
 ) -> None:
     """Unanswered messages, and earlier messages answered after a later one although they were
-    stored before that later one's answer was decided (one delivered late by the provider was
-    not waiting, and is no violation)."""
+    committed (their webhook had its 200) before that later one's answer was decided: one
+    delivered late by the provider, or still being stored, was not visible yet, and is no
+    violation."""
     per_phone: dict[str, list[Sent]] = defaultdict(list)
     for s in sent:
         per_phone[s.phone].append(s)
@@ -197,7 +202,7 @@ def _order(
             overtaken = [
                 later
                 for later, later_index, decided in answered[i + 1 :]
-                if later_index < index and stored_at.get(earlier, float("inf")) < decided
+                if later_index < index and acked_at.get(earlier, float("inf")) < decided
             ]
             if overtaken:
                 later_first += 1

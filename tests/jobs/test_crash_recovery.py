@@ -42,9 +42,22 @@ async def _crash_then_recover(
     whatsapp: WhatsAppRecorder,
     typing_watcher: TypingWatcher,
 ) -> tuple[str, uuid.UUID, str]:
+    text = "#handoff por favor" if point == "handoff_committed" else f"hola {point}"
+    phone, conv, wamid = await _customer_writes(text, turn_db, inbox, typing_watcher)
+    worker = Worker(turn_stack, inbox_queue(inbox), CRASH_ENV)
+
+    code = await worker.burst(within=30, JOBS_CRASH_AT=point)
+    assert code == -signal.SIGKILL, f"the worker did not reach {point}"
+    assert await worker.burst(within=60) == 0
+    return phone, conv, wamid
+
+
+async def _customer_writes(
+    text: str, turn_db: asyncpg.Pool, inbox: WebhookClient, typing_watcher: TypingWatcher
+) -> tuple[str, uuid.UUID, str]:
+    """A customer of a new workspace writes `text`; its conversation's typing is watched."""
     ws = await make_workspace(turn_db, handoff_message=HANDOFF_TEXT)
     phone = wa.customer_phone()
-    text = "#handoff por favor" if point == "handoff_committed" else f"hola {point}"
     msg = wa.text(text, sender=phone, ts=int(time.time()))
     response = await inbox.post(wa.body(wa.change(ws.phone_number_id, messages=[msg])))
     assert response.status_code == 200
@@ -52,11 +65,6 @@ async def _crash_then_recover(
         "select id from public.conversations where workspace_id = $1", ws.id
     )
     await typing_watcher.watch(conv)
-    worker = Worker(turn_stack, inbox_queue(inbox), CRASH_ENV)
-
-    code = await worker.burst(within=30, JOBS_CRASH_AT=point)
-    assert code == -signal.SIGKILL, f"the worker did not reach {point}"
-    assert await worker.burst(within=60) == 0
     return phone, conv, msg["id"]
 
 
@@ -115,15 +123,7 @@ async def test_a_dead_workers_typing_stops_within_about_15_s(
     whatsapp: WhatsAppRecorder,
     typing_watcher: TypingWatcher,
 ) -> None:
-    ws = await make_workspace(turn_db)
-    phone = wa.customer_phone()
-    msg = wa.text("hola", sender=phone, ts=int(time.time()))
-    response = await inbox.post(wa.body(wa.change(ws.phone_number_id, messages=[msg])))
-    assert response.status_code == 200
-    conv: uuid.UUID = await turn_db.fetchval(
-        "select id from public.conversations where workspace_id = $1", ws.id
-    )
-    await typing_watcher.watch(conv)
+    _, conv, _ = await _customer_writes("hola", turn_db, inbox, typing_watcher)
     # The default sweep, and arq's own re-run of the killed job a minute away: only the sweep
     # can bring the typing indicator down in time.
     env = {"JOBS_JOB_TIMEOUT_SECONDS": "60", "WHATSAPP_SEND_TIMEOUT_SECONDS": "1"}

@@ -18,9 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bridge import migrations
 from tests.fixtures.devstack import SERVICE_ROLE_KEY, free_port, wait_http
-from tests.fixtures.postgres import RUN_ID, create_database, drop_database
+from tests.fixtures.postgres import RUN_ID, migrated_database
 from tests.fixtures.worker import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +28,8 @@ WORKER = "jobs.worker.WorkerSettings"
 
 @pytest.fixture(scope="module")
 async def dev_database() -> AsyncIterator[str]:
-    name = f"wab_test_{RUN_ID}_devsh"
-    url = await create_database(name)
-    try:
-        await migrations.apply(url, seed=True)
+    async with migrated_database("devsh") as url:
         yield url
-    finally:
-        await drop_database(name)
 
 
 def _stat(pid: int) -> list[str]:
