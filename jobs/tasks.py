@@ -166,9 +166,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     command_timeout = statement_seconds(settings.JOBS_JOB_TIMEOUT_SECONDS)
     logs.configure(settings.BRIDGE_LOG_LEVEL)
     ctx["queue"] = JobQueue(ctx["redis"], settings.ARQ_QUEUE_NAME)
+    # No connection opened here: a worker started while Postgres restarts starts anyway, and
+    # its statements connect once Postgres answers.
     db = ctx["db"] = await asyncpg.create_pool(
         settings.DATABASE_URL,
-        min_size=1,
+        min_size=0,
         max_size=settings.JOBS_DB_POOL_SIZE,
         reset=_keep_session,
         command_timeout=command_timeout,
@@ -201,8 +203,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
     )
     listener = OutboxListener(settings.DATABASE_URL, ctx["queue"])
-    # Before the first poll, so a worker in burst mode finds those jobs too.
-    await listener.catch_up(ctx["db"])
+    # Before the first poll, so a worker in burst mode finds those jobs too (the listener
+    # catches up again whenever it starts listening).
+    try:
+        await listener.catch_up(ctx["db"])
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("jobs.startup.database_unavailable", extra={"detail": repr(exc)})
     ctx["outbox_listener"] = asyncio.get_running_loop().create_task(listener.run())
     gc_tuning.settle_after_startup()
 

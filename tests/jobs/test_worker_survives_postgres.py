@@ -106,6 +106,39 @@ async def test_the_worker_outlives_postgres_restarts_and_still_answers(
         await db.close()
 
 
+async def test_a_worker_started_while_postgres_is_down_waits_for_it(
+    own_stack: tuple[PostgresCluster, TurnStack],
+) -> None:
+    cluster, stack = own_stack
+    worker = Worker(stack, f"arq:queue:test-{RUN_ID}-{uuid.uuid4().hex[:8]}")
+    client, close = await open_webhook_client(
+        settings_for(stack.devstack_url, stack.redis_url, worker.queue_name)
+    )
+    whatsapp = WhatsAppRecorder(stack.devstack_url)
+    await asyncio.to_thread(cluster.down, "fast")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "arq", "jobs.worker.WorkerSettings", env=worker.env()
+    )
+    try:
+        await asyncio.sleep(3)
+        assert proc.returncode is None, "the worker ended while Postgres was down"
+        await asyncio.to_thread(cluster.up)
+        await cluster.wait_ready()
+        db = await asyncpg.create_pool(cluster.url, min_size=1, max_size=2)
+        try:
+            ws = await make_workspace(db)
+        finally:
+            await db.close()
+        phone = wa.customer_phone()
+        await _say(client, ws.phone_number_id, phone, "hola")
+        await _replies(whatsapp, phone, 1, within=30)
+        assert proc.returncode is None
+    finally:
+        await stop_process(proc)
+        await close()
+        await whatsapp.aclose()
+
+
 async def _say(client: WebhookClient, pnid: str, phone: str, text: str) -> None:
     # The webhook answers 503 while the database restarts (the provider retries): so do we.
     for _ in range(100):
