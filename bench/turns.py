@@ -362,8 +362,8 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench turns")
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--workers", default="1,2")
-    # The diagnostic engine is CPU-bound: turns beyond a few per worker only queue for the cores
-    # (and lengthen arq's scan of running jobs), so the default is lower than JOBS_MAX_JOBS's.
+    # The diagnostic engine is CPU-bound: turns beyond a few per worker only queue for the cores,
+    # so the zero-delay default is lower than JOBS_MAX_JOBS's.
     parser.add_argument("--max-jobs", type=int, default=5)
     parser.add_argument(
         "--history",
