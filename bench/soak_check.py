@@ -107,7 +107,7 @@ async def check(
     report.must_be_zero["duplicate handoff tasks"] = sum(n - 1 for n in twice.values())
     report.examples["duplicate handoff tasks"] = [f"{p} ({n} tasks)" for p, n in twice.items()]
     _intake(report, sent, inbound)
-    answered_in = _replies(report, outbound, inbound, handed)
+    answered_in = _replies(report, outbound, inbound, handed, toggled)
     _order(report, sent, answered_in, acked_at, handed, toggled)
     for example in report.examples.get("later first", [])[:2]:
         phone = example.split("-m", 1)[0]
@@ -135,9 +135,12 @@ def _replies(
     outbound: list[asyncpg.Record],
     inbound: list[asyncpg.Record],
     handed: Counter[str],
+    toggled: set[str],
 ) -> dict[str, tuple[int, float]]:
     """Which reply answered each message: its index in the conversation's outbox order and
-    when it was decided."""
+    when it was decided. A reply of unknown fate found after a member switched the bot off (the
+    toggled customers) is left to that member: no handoff is asked for a conversation a human
+    already holds."""
     stored_at = {r["body"]: float(r["at"]) for r in inbound}
     per_phone: Counter[str] = Counter()
     answered_in: dict[str, tuple[int, float]] = {}
@@ -153,7 +156,11 @@ def _replies(
         if [_seq(t) for t in tokens] != sorted(_seq(t) for t in tokens):
             out_of_order += 1
             report.examples.setdefault("messages read out of customer order", []).append(r["body"])
-        if r["status"] in ("unknown", "failed") and not handed[r["phone"]]:
+        if (
+            r["status"] in ("unknown", "failed")
+            and not handed[r["phone"]]
+            and (r["phone"] not in toggled)
+        ):
             unresolved += 1
             report.examples.setdefault("unknown or failed replies without a handoff", []).append(
                 f"{r['phone']} {r['status']}"
