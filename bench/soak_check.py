@@ -167,10 +167,12 @@ def _replies(
             )
         for t in tokens:
             # A reply skipped because the customer wrote again is superseded by the next turn's,
-            # which reads the conversation on from there: the message was not ignored.
+            # which reads the conversation on from there: the message was not ignored. Nothing
+            # went out, so it answered nothing ahead of an earlier message (decided: never).
             superseded = r["status"] == "skipped" and r["skip_reason"] == "newer inbound message"
             if r["status"] in (*ANSWERED, "unknown") or superseded:
-                answered_in.setdefault(t, (index, float(r["decided"])))
+                decided = float("-inf") if superseded else float(r["decided"])
+                answered_in.setdefault(t, (index, decided))
             if r["status"] in ANSWERED and r["at"] is not None and t in stored_at:
                 latency.append(float(r["at"]) - stored_at[t])
     report.counts["replies"] = replies

@@ -213,8 +213,9 @@ class LockSession:
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         loop = asyncio.get_running_loop()
-        if loop.time() < self._connect_after:
-            raise LockUnavailable("the lock session is reconnecting")
+        # Not sooner than a pause after a failed attempt; its askers wait (within their bound)
+        # rather than fail at once when the database has just come back.
+        await asyncio.sleep(max(0.0, self._connect_after - loop.time()))
         try:
             conn = await asyncpg.connect(
                 self._dsn, timeout=TAKE_TIMEOUT_SECONDS, command_timeout=self._command_timeout
