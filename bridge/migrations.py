@@ -34,6 +34,7 @@ select
   and to_regprocedure('auth.jwt()') is not null
   and to_regprocedure('auth.role()') is not null
   and to_regclass('auth.users') is not null
+  and to_regclass('auth.refresh_tokens') is not null
   and to_regclass('realtime.messages') is not null
   and to_regprocedure('realtime.send(jsonb, text, text, boolean)') is not null
   and exists (select 1 from pg_namespace where nspname = 'extensions')

@@ -1,5 +1,6 @@
-"""The stand-in server: PostgREST RPC under /rest/v1, Realtime under /realtime/v1 and the
-WhatsApp Cloud API under /whatsapp, on one port like the `supabase start` gateway."""
+"""The stand-in server: PostgREST (RPC and tables) under /rest/v1, Auth under /auth/v1, Realtime
+under /realtime/v1 and the WhatsApp Cloud API under /whatsapp, on one port like the
+`supabase start` gateway."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from devstack import postgrest, realtime, whatsapp
+from devstack import gotrue, postgrest, realtime, whatsapp
+from devstack.auth import ApiKeyGate
 from devstack.config import DevstackConfig
 from devstack.state import DevstackState
 
@@ -60,9 +63,15 @@ def create_app(config: DevstackConfig) -> Starlette:
     routes = [
         Route("/health", health),
         *postgrest.routes(state),
+        *gotrue.routes(state),
         *realtime.routes(state),
         *whatsapp.routes(state),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        # Supabase's gateway refuses a request whose apikey is not one of the project's keys.
+        middleware=[Middleware(ApiKeyGate, secret=config.jwt_secret)],
+    )
     app.state.devstack = state
     return app

@@ -1,5 +1,5 @@
 """JWT checks shared by the stand-ins: HS256 with the configured secret, `role` and `exp` read as
-PostgREST and Realtime read them.
+PostgREST and Realtime read them; and the API gateway's check of the `apikey` (`ApiKeyGate`).
 
 A token that passed is remembered, as PostgREST's JWT cache does: the same token string is not
 verified again until its `exp`, the only check whose answer changes with time (a token valid now
@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class JWTError(Exception):
@@ -77,3 +79,70 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+# -- the API gateway's key check ------------------------------------------------------------------
+
+# The claims of the project keys `supabase start` prints (signed with the project's JWT secret,
+# they are the well-known local anon and service_role keys byte for byte).
+_PROJECT_KEY_CLAIMS = (
+    {"iss": "supabase-demo", "role": "anon", "exp": 1983812996},
+    {"iss": "supabase-demo", "role": "service_role", "exp": 1983812996},
+)
+# The prefixes whose HTTP requests pass the gateway's key check (the Realtime WebSocket checks
+# its `apikey` itself).
+GATED_PREFIXES = ("/rest/v1/", "/auth/v1/", "/realtime/v1/api/")
+_INVALID_API_KEY = (
+    b'{"message":"Invalid API key",'
+    b'"hint":"Double check your Supabase `anon` or `service_role` API key."}'
+)
+
+
+@functools.lru_cache(maxsize=8)
+def project_keys(secret: str) -> frozenset[str]:
+    """The anon and service_role keys of a project with this JWT secret."""
+    return frozenset(
+        jwt.encode(claims, secret, algorithm="HS256") for claims in _PROJECT_KEY_CLAIMS
+    )
+
+
+class ApiKeyGate:
+    """The Supabase API gateway's key check, as ASGI middleware: an HTTP request under
+    `GATED_PREFIXES` whose `apikey` (header, else query parameter) is not one of the project's
+    keys is refused with the platform gateway's 401 before any service sees it. A request
+    without an `apikey` goes on, as before (the services answer it themselves)."""
+
+    def __init__(self, app: ASGIApp, secret: str) -> None:
+        self.app = app
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(GATED_PREFIXES):
+            key = _apikey(scope)
+            if key is not None and key not in project_keys(self.secret):
+                await _refuse(send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _apikey(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"apikey":
+            return bytes(value).decode("latin-1")
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    values = parse_qs(query, keep_blank_values=True).get("apikey")
+    return values[0] if values else None
+
+
+async def _refuse(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(_INVALID_API_KEY)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _INVALID_API_KEY})

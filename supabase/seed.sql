@@ -5,19 +5,36 @@
 -- Demo Store: WhatsApp number 1000000000000001 (Meta), AI agent on with the default engine,
 -- team "Ventas" with two online agents and one offline. The channel has no stored credentials,
 -- so the bridge's environment (WHATSAPP_APP_SECRET, WHATSAPP_ACCESS_TOKEN, ...) applies.
--- The demo users exist for ownership and assignment; they have no password.
+-- Every demo user signs in with the password `demo-password` (email confirmed; bcrypt as
+-- Supabase Auth stores it; token columns '' as Auth needs them).
+--
+-- Other Shop: a second workspace (owner dave@other-shop.test, no WhatsApp channel), so a member
+-- of one workspace can be seen not to reach the other's rows.
 -- =============================================================================================
 
-insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-values
-  ('00000000-0000-4000-8000-000000000001', 'authenticated', 'authenticated', 'owner@demo-store.test',
-   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Olivia Owner"}', now(), now()),
-  ('00000000-0000-4000-8000-000000000002', 'authenticated', 'authenticated', 'ana@demo-store.test',
-   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Ana Agent"}', now(), now()),
-  ('00000000-0000-4000-8000-000000000003', 'authenticated', 'authenticated', 'bruno@demo-store.test',
-   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Bruno Agent"}', now(), now()),
-  ('00000000-0000-4000-8000-000000000004', 'authenticated', 'authenticated', 'carla@demo-store.test',
-   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Carla Agent (offline)"}', now(), now())
+-- `instance_id` is the nil uuid Supabase Auth looks users up by.
+insert into auth.users (
+  instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+  confirmation_token, recovery_token, email_change_token_new, email_change,
+  email_change_token_current, phone_change, phone_change_token, reauthentication_token,
+  raw_app_meta_data, raw_user_meta_data, created_at, updated_at
+)
+select '00000000-0000-0000-0000-000000000000', u.id::uuid, 'authenticated', 'authenticated',
+       u.email, '$2a$10$5CVt3caLmr2rLJ3.6vnQUOK7oT/9HCJHB/BqRMY3Kc93rglJ5i96a', now(),
+       '', '', '', '', '', '', '', '',
+       '{"provider": "email", "providers": ["email"]}', u.meta::jsonb, now(), now()
+from (values
+  ('00000000-0000-4000-8000-000000000001', 'owner@demo-store.test',
+   '{"full_name": "Olivia Owner"}'),
+  ('00000000-0000-4000-8000-000000000002', 'ana@demo-store.test',
+   '{"full_name": "Ana Agent"}'),
+  ('00000000-0000-4000-8000-000000000003', 'bruno@demo-store.test',
+   '{"full_name": "Bruno Agent"}'),
+  ('00000000-0000-4000-8000-000000000004', 'carla@demo-store.test',
+   '{"full_name": "Carla Agent (offline)"}'),
+  ('00000000-0000-4000-8000-000000000005', 'dave@other-shop.test',
+   '{"full_name": "Dave Owner"}')
+) as u(id, email, meta)
 on conflict do nothing;
 
 -- The owner's membership is added by the workspaces trigger.
@@ -57,4 +74,12 @@ values
    '00000000-0000-4000-8000-000000000003', true),
   ('31000000-0000-4000-8000-000000000004', '30000000-0000-4000-8000-000000000001',
    '00000000-0000-4000-8000-000000000004', false)
+on conflict do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- Other Shop: another tenant, with its own owner.
+-- ---------------------------------------------------------------------------------------------
+insert into public.workspaces (id, name, slug, owner_id)
+values ('10000000-0000-4000-8000-000000000002', 'Other Shop', 'other-shop',
+        '00000000-0000-4000-8000-000000000005')
 on conflict do nothing;

@@ -25,7 +25,7 @@ class PostgrestError(Exception):
         status: int,
         code: str,
         message: str,
-        details: str | None = None,
+        details: Any = None,  # text, or for PGRST201 a JSON array
         hint: str | None = None,
         headers: dict[str, str] | None = None,
         *,

@@ -11,12 +11,13 @@ from devstack.postgrest import errors
 
 
 def schema(request: Request, exposed: tuple[str, ...]) -> tuple[str, bool]:
-    """The schema from Content-Profile (POST) or Accept-Profile (GET/HEAD), else the first one.
+    """The schema from Content-Profile (writes) or Accept-Profile (reads), else the first one.
 
     The second value says whether the response names its profile: PostgREST does when the
     client chose one, or when several schemas are exposed.
     """
-    header = "content-profile" if request.method == "POST" else "accept-profile"
+    writes = request.method in ("POST", "PATCH", "PUT", "DELETE")
+    header = "content-profile" if writes else "accept-profile"
     profile = request.headers.get(header)
     if profile is None:
         return exposed[0], len(exposed) != 1

@@ -108,10 +108,10 @@ def _hint(
 ) -> str | None:
     prefix = f"Perhaps you meant to call the function {schema}."
     if not overloads:
-        best = _closest(name, schema_functions, minimum=0.75)
+        best = closest(name, schema_functions, minimum=0.75)
         return prefix + best if best is not None else None
     signatures = [_param_list(sorted(p.name for p in r.params)) for r in overloads]
-    best = _closest(_param_list(arguments), signatures, minimum=0.33)
+    best = closest(_param_list(arguments), signatures, minimum=0.33)
     return prefix + name + best if best is not None else None
 
 
@@ -119,7 +119,7 @@ def _param_list(names: list[str]) -> str:
     return "(" + ", ".join(names) + ")"
 
 
-def _closest(word: str, candidates: Sequence[str], *, minimum: float) -> str | None:
+def closest(word: str, candidates: Sequence[str], *, minimum: float) -> str | None:
     """The most similar candidate by normalised edit distance (PostgREST uses a fuzzy set whose
     final score is the same Levenshtein ratio; the gram pre-filter is not reproduced)."""
     best: tuple[float, str] | None = None

@@ -1,9 +1,10 @@
-"""Supabase Realtime broadcast: the Phoenix WebSocket and the REST broadcast endpoints.
+"""Supabase Realtime: the Phoenix WebSocket, the REST broadcast endpoints and Postgres Changes.
 
 Routes follow the `supabase start` gateway: `/realtime/v1/websocket` (and Realtime's own
 `/socket/websocket`), `/realtime/v1/api/broadcast` and
 `/realtime/v1/api/broadcast/{topic}/events/{event}`. Broadcasts from `realtime.send()` in the
-database arrive through LISTEN/NOTIFY (see `database.py`).
+database arrive through LISTEN/NOTIFY (see `database.py`); so do row changes of the
+`supabase_realtime` publication's tables, captured by triggers (see `capture.py`, `pg_changes.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.websockets import WebSocket
 from devstack.realtime import rest, socket
 from devstack.realtime.connection import CLOSE_GOING_AWAY
 from devstack.realtime.database import DatabaseBroadcasts
+from devstack.realtime.pg_changes import PostgresChanges
 from devstack.realtime.runtime import runtime_of
 from devstack.state import DevstackState
 
@@ -47,10 +49,16 @@ async def start(state: DevstackState) -> None:
     runtime.pool = state.pool
     runtime.database = DatabaseBroadcasts(state.config.database_url, runtime.hub)
     await runtime.database.start()
+    runtime.pg_subscriptions.pool = state.pool
+    runtime.pg_changes = PostgresChanges(state.config.database_url, runtime.pg_subscriptions)
+    await runtime.pg_changes.start()
 
 
 async def stop(state: DevstackState) -> None:
     runtime = runtime_of(state)
+    if runtime.pg_changes is not None:
+        await runtime.pg_changes.stop()
+        runtime.pg_changes = None
     if runtime.database is not None:
         await runtime.database.stop()
         runtime.database = None

@@ -184,15 +184,30 @@ class Channels:
         self.joined[msg.topic] = sub
         self.hub.add(sub)
         self._schedule_expiry(sub, tokens.expires_at(claims))
-        bindings = config.get("postgres_changes")
-        echoed = []
-        if isinstance(bindings, list):
-            echoed = [{**b, "id": _binding_id(b)} for b in bindings if isinstance(b, dict)]
-        self._reply(msg, "ok", {"postgres_changes": echoed})
+        if not await self._subscribe_changes(sub, msg, config.get("postgres_changes")):
+            return
         presence = _section(config, "presence")
         if _flag(presence.get("enabled"), False):
             # Presence state is not tracked here; an empty state keeps presence clients in sync.
             self._push(sub, "presence_state", {})
+
+    async def _subscribe_changes(self, sub: Subscription, msg: Inbound, bindings: Any) -> bool:
+        """Reply to the join, echoing the postgres_changes bindings with their ids, and
+        subscribe them; False if the channel went away meanwhile."""
+        wanted: list[tuple[Any, int]] = []
+        if isinstance(bindings, list):
+            wanted = [(b, _binding_id(b)) for b in bindings if isinstance(b, dict)]
+        subscribed = None
+        if wanted:
+            subscribed = await self.runtime.pg_subscriptions.subscribe(sub, wanted)
+            if self.joined.get(msg.topic) is not sub:
+                self.runtime.pg_subscriptions.forget(sub)  # left or closed meanwhile
+                return False
+        self._reply(msg, "ok", {"postgres_changes": [{**b, "id": i} for b, i in wanted]})
+        if subscribed is not None:
+            # Realtime subscribes after the reply and says how it went in a `system` push.
+            self._push(sub, "system", subscribed)
+        return True
 
     def _leave(self, sub: Subscription, msg: Inbound) -> None:
         self._forget(sub)
@@ -202,6 +217,7 @@ class Channels:
 
     def _forget(self, sub: Subscription) -> None:
         self.hub.remove(sub)
+        self.runtime.pg_subscriptions.forget(sub)
         if sub.expiry is not None:
             sub.expiry.cancel()
             sub.expiry = None
@@ -253,6 +269,11 @@ class Channels:
                 sub,
                 f"You no longer have permission to read from this Channel topic: {sub.sub_topic}",
             )
+            return
+        # Realtime subscribes the bindings again with the new claims.
+        subscribed = await self.runtime.pg_subscriptions.resubscribe(sub)
+        if subscribed is not None and self.joined.get(sub.topic) is sub:
+            self._push(sub, "system", subscribed)
 
     # -- broadcast --------------------------------------------------------------------------
 

@@ -9,10 +9,12 @@ import asyncpg
 
 from devstack.realtime.connection import Connection, Limits
 from devstack.realtime.hub import Hub
+from devstack.realtime.pg_subscriptions import Registry
 from devstack.state import DevstackState
 
 if TYPE_CHECKING:
     from devstack.realtime.database import DatabaseBroadcasts
+    from devstack.realtime.pg_changes import PostgresChanges
 
 SERVICE_KEY = "realtime"
 
@@ -26,6 +28,9 @@ class RealtimeRuntime:
     # The server pool (set at start): private-channel policy checks run on it.
     pool: asyncpg.Pool | None = None
     database: DatabaseBroadcasts | None = None
+    # Postgres Changes: the channels' subscriptions, and the task delivering changes to them
+    pg_subscriptions: Registry = field(default_factory=Registry)
+    pg_changes: PostgresChanges | None = None
 
 
 def runtime_of(state: DevstackState) -> RealtimeRuntime:

@@ -55,7 +55,7 @@ async def test_seed_applies_twice_without_duplicating_demo_data(
         )
     finally:
         await conn.close()
-    assert before == after == 1
+    assert before == after == 2  # the demo store and a second workspace, for isolation
     assert channel == "meta"
 
 

@@ -272,6 +272,8 @@ async def test_a_huge_body_is_refused_with_413(http: httpx.AsyncClient) -> None:
 
 
 async def test_other_postgrest_paths_say_they_are_not_served(http: httpx.AsyncClient) -> None:
-    response = await http.get("/devstack_test_bulk", headers=bearer(SERVICE_ROLE_KEY))
-    assert response.status_code == 400
-    assert response.json()["code"] == "PGRST127"
+    # the OpenAPI root, deeper paths, and table writes other than PATCH
+    for method, path in (("GET", "/"), ("GET", "/a/b"), ("POST", "/devstack_test_bulk")):
+        response = await http.request(method, path, headers=bearer(SERVICE_ROLE_KEY), json={})
+        assert response.status_code == 400, (method, path)
+        assert response.json()["code"] == "PGRST127"

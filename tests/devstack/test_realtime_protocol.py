@@ -104,7 +104,12 @@ async def test_postgres_changes_bindings_are_echoed_with_ids_realtime_py_accepts
             schema="public",
         )
         channel.on_postgres_changes(
-            RealtimePostgresChangesListenEvent.All, lambda _p: None, table="leads", filter="id=eq.1"
+            # a published table: Realtime answers a binding it cannot subscribe with a system
+            # error, which realtime-py turns into CHANNEL_ERROR
+            RealtimePostgresChangesListenEvent.All,
+            lambda _p: None,
+            table="conversations",
+            filter=f"id=eq.{uuid.uuid4()}",
         )
         states: list[RealtimeSubscribeStates] = []
         await channel.subscribe(lambda state, _err: states.append(state))
