@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUseDefault
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     BRIDGE_BODY_TIMEOUT_SECONDS: float = 30.0
     BRIDGE_METRICS_TOKEN: SecretStr | None = None
     BRIDGE_LOG_LEVEL: str = "INFO"
+    # json: one JSON object per line (production); pretty: a readable line per event with routine
+    # events at DEBUG, coloured on a terminal unless NO_COLOR is set (`make dev`).
+    BRIDGE_LOG_FORMAT: Literal["json", "pretty"] = "json"
 
     # The worker (arq jobs.worker.WorkerSettings)
     # Turns running at once per worker: a waiting turn (the engine thinking, a reply's delay)
@@ -69,6 +72,8 @@ class Settings(BaseSettings):
     JOBS_RETRY_BACKOFF_SECONDS: float = 2.0
     JOBS_SESSION_IDLE_HOURS: float = 24.0
     JOBS_TYPING_TTL_SECONDS: float = 30.0
+    # The worker's Prometheus /metrics port, on every interface (0: none; jobs/metrics.py).
+    JOBS_METRICS_PORT: int = 9400
 
     # The LLM engine (claude-sales-v1, the `llm` extra); unset values take the engine's defaults
     ANTHROPIC_API_KEY: SecretStr | None = None

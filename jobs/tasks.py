@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from jobs.engine.claude import ClaudeSettings
 from jobs.engine.registry import EngineRegistry
 from jobs.health import PROBE_SECONDS, HealthGate
 from jobs.lock import RECONNECT_PAUSE_SECONDS, FenceLost, LockSession, can_take_turns
+from jobs.metrics import MetricsServer, worker_metrics
 from jobs.turn import TurnDeps, run_conversation
 from jobs.typing_broadcast import TypingBroadcaster
 from jobs.whatsapp_api import SendPolicy, WhatsAppClient
@@ -182,6 +184,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         return await can_take_turns(locks, db, PROBE_SECONDS)
 
     HealthGate(ctx["redis"], settings.ARQ_QUEUE_NAME, can_progress).install()
+    metrics = ctx["metrics"] = worker_metrics()
+    ctx["metrics_server"] = MetricsServer(metrics, ctx["redis"], settings)
+    await ctx["metrics_server"].start()
     # One pooled client for WhatsApp sends and typing broadcasts: building a client is
     # expensive (its TLS context), so none is built per request.
     ctx["http"] = pooled_session(
@@ -201,6 +206,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         ),
         jobs=ctx["queue"],
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        metrics=metrics,
     )
     listener = OutboxListener(settings.DATABASE_URL, ctx["queue"])
     # Before the first poll, so a worker in burst mode finds those jobs too (the listener
@@ -220,6 +226,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listening
+    await ctx["metrics_server"].stop()
     await deps.engines.aclose()
     await ctx["http"].close()
     await deps.locks.close(POOL_CLOSE_SECONDS)
@@ -241,6 +248,11 @@ async def job_started(ctx: dict[str, Any]) -> None:
     Failing to costs only arq's re-checks, so it never fails the job."""
     settings: Settings = ctx["settings"]
     queue: JobQueue = ctx["queue"]
+    ctx["started_at"] = time.time()
+    # Since the job was due: its score (enqueue time, plus a deferral or a retry's delay).
+    ctx["metrics"].observe(
+        "jobs_job_wait_seconds", max(0.0, ctx["started_at"] - ctx["score"] / 1000)
+    )
     # arq's in-progress key lives for the job timeout + 10 s.
     in_progress_ms = (settings.JOBS_JOB_TIMEOUT_SECONDS + 10) * 1000
     try:
@@ -252,6 +264,7 @@ async def job_started(ctx: dict[str, Any]) -> None:
 async def job_ended(ctx: dict[str, Any]) -> None:
     """arq's on_job_end, before it finishes the job: the job gets its own score back."""
     queue: JobQueue = ctx["queue"]
+    ctx["metrics"].observe("jobs_job_duration_seconds", time.time() - ctx["started_at"])
     try:
         await queue.put_back(ctx["job_id"], int(ctx["score"]))
     except (RedisError, OSError) as exc:

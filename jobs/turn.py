@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
 from redis.exceptions import RedisError
 
+from bridge.metrics import Metrics
 from bridge.queue import JobQueue
 from bridge.settings import Settings
 from jobs import outbox, turn_store
@@ -36,6 +38,7 @@ from jobs.checkpoints import checkpoint
 from jobs.engine.protocol import EngineConfigurationError, TurnInput
 from jobs.engine.registry import EngineRegistry
 from jobs.lock import ConversationLock, LockSession
+from jobs.metrics import HandoffReason
 from jobs.retry import ThrottleBackoff
 from jobs.turn_store import Conversation, OutboxRow, Verdict
 from jobs.typing_broadcast import TypingBroadcaster, private_channel
@@ -58,6 +61,7 @@ class TurnDeps:
     typing: TypingBroadcaster
     jobs: JobQueue  # takes the jobs of messages a turn answered off the queue
     holder: str  # this worker, for the fence's observability
+    metrics: Metrics  # jobs.metrics.WORKER_METRICS
 
 
 @dataclass
@@ -101,6 +105,7 @@ async def run_conversation(
             deps.locks, deps.db, conversation_id, deps.holder, handing_off=handing_off
         )
         if taken is None:
+            deps.metrics.inc("jobs_lock_busy_total")
             outcome.busy = outcome.turns == 0
             return outcome
         lock, verdict = taken
@@ -174,7 +179,7 @@ class ConversationTurn:
                 case "handoff":
                     await self._drained(verdict)
                     assert self.handoff_reason is not None
-                    await self._hand_off(self.handoff_reason, verdict.message_ids)
+                    await self._hand_off(self.handoff_reason, verdict.message_ids, "agent_failed")
                     return
                 case "run":
                     await self._drained(verdict)
@@ -209,7 +214,7 @@ class ConversationTurn:
         )
         interrupted = await self._recover() if verdict.outbox_sending else 0
         if interrupted and verdict.agent_on:
-            await self._hand_off(INTERRUPTED_SEND, [])
+            await self._hand_off(INTERRUPTED_SEND, [], "send_interrupted")
         else:
             await self._send()
 
@@ -230,6 +235,7 @@ class ConversationTurn:
         conversation = self.conversation
         assert verdict.session is not None
         self.outcome.turns += 1
+        started = time.monotonic()
         await self.deps.typing.send(
             self.lock.conversation_id, True, private=private_channel(conversation.config)
         )
@@ -243,7 +249,9 @@ class ConversationTurn:
                 )
             except EngineConfigurationError as exc:
                 log.error("jobs.turn.engine_misconfigured", extra={"detail": str(exc)})
-                await self._hand_off(f"engine configuration: {exc}", verdict.message_ids)
+                await self._hand_off(
+                    f"engine configuration: {exc}", verdict.message_ids, "engine_misconfigured"
+                )
                 return
             result = await engine.decide(
                 TurnInput(
@@ -280,8 +288,10 @@ class ConversationTurn:
             await self.deps.typing.send(
                 self.lock.conversation_id, False, private=private_channel(conversation.config)
             )
+            self.deps.metrics.inc("jobs_turns_total")
+            self.deps.metrics.observe("jobs_turn_duration_seconds", time.monotonic() - started)
         if result.handoff:
-            await self._hand_off(result.handoff_reason or "engine request", [])
+            await self._hand_off(result.handoff_reason or "engine request", [], "engine_request")
 
     async def _show_whatsapp_typing(self, wamid: str) -> None:
         try:
@@ -303,6 +313,9 @@ class ConversationTurn:
             rows=rows,
             group=self.conversation.group_id is not None,
         )
+        for outcome in ("sent", "skipped", "failed", "unknown"):
+            if count := getattr(report, outcome):
+                self.deps.metrics.inc("jobs_sends_total", count, outcome=outcome)
         if report.sent or report.skipped or report.failed or report.unknown:
             log.info(
                 "jobs.outbox.sent",
@@ -316,14 +329,17 @@ class ConversationTurn:
                 "jobs.outbox.reply_not_delivered",
                 extra={"conversation_id": str(self.lock.conversation_id), "reason": reason},
             )
-            await self._hand_off(reason, [])
+            await self._hand_off(reason, [], "reply_not_delivered")
 
-    async def _hand_off(self, reason: str, message_ids: list[uuid.UUID]) -> None:
+    async def _hand_off(
+        self, reason: str, message_ids: list[uuid.UUID], cause: HandoffReason
+    ) -> None:
         """One transaction in the database, then the handoff message goes out through the
         outbox like any reply."""
         result = await turn_store.hand_off(self.lock, reason, message_ids)
         checkpoint("handoff_committed")
         self.outcome.handoffs += 1
+        self.deps.metrics.inc("jobs_handoffs_total", reason=cause)
         log.info(
             "jobs.turn.handoff",
             extra={

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from bridge import gc_tuning, logs
 from bridge.api import webhook
 from bridge.api.runtime import Runtime
+from bridge.metrics import CONTENT_TYPE
 from bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-        return PlainTextResponse(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+        # Every uvicorn worker's counts, whichever worker answers (`bridge.metrics`).
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
     return app

@@ -69,3 +69,4 @@ class Runtime:
                 task.cancel()
         await self.doorbell.close()
         await self.http.aclose()
+        self.metrics.close()

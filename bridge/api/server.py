@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from bridge.metrics import MULTIPROC_DIR_ENV
 from bridge.settings import ConfigError, Settings
 
 
@@ -88,6 +91,24 @@ def serve(
         # Before uvicorn starts: a clear line and exit status 2, not a traceback per worker.
         sys.stderr.write(f"bridge serve: {exc}\n")
         return 2
+    if workers > 1:
+        # One set of counts over every worker process (`bridge.metrics`): a directory of this
+        # start's own, named before uvicorn starts them (they inherit the environment), and
+        # removed when it stops.
+        with tempfile.TemporaryDirectory(prefix="bridge-metrics-") as path:
+            os.environ[MULTIPROC_DIR_ENV] = path
+            try:
+                _run(host, port, workers, limit_concurrency, access_log)
+            finally:
+                os.environ.pop(MULTIPROC_DIR_ENV, None)
+    else:
+        _run(host, port, workers, limit_concurrency, access_log)
+    return 0
+
+
+def _run(
+    host: str, port: int, workers: int, limit_concurrency: int | None, access_log: bool
+) -> None:
     # Past `limit_concurrency` requests in flight the server answers 503 at once: the provider
     # retries later, instead of every request slowing down until all of them time out.
     uvicorn.run(
@@ -103,4 +124,3 @@ def serve(
         # When on, query values are redacted (`bridge.logs`): the handshake carries a token.
         access_log=access_log,
     )
-    return 0

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import re
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -62,7 +63,18 @@ class WhatsAppWebhook(HTTPEndpoint):
         return await verify_subscription(request)
 
     async def post(self, request: Request) -> Response:
-        return await receive(request)
+        started = time.perf_counter()
+        status = 500  # an exception escaped: Starlette answers 500
+        try:
+            response = await receive(request)
+            status = response.status_code
+            return response
+        finally:
+            _runtime(request).metrics.observe(
+                "bridge_webhook_duration_seconds",
+                time.perf_counter() - started,
+                status=str(status),
+            )
 
 
 def _runtime(request: Request) -> Runtime:

@@ -21,6 +21,7 @@ from bridge.api.signature import sign
 from bridge.queue import inbound_job_id
 from tests.factories import whatsapp as wa
 from tests.fixtures.devstack import free_port, stop_process, wait_http
+from tests.fixtures.metrics import scrape, value
 from tests.fixtures.webhook import APP_SECRET, VERIFY_TOKEN, MakeChannel
 
 
@@ -305,3 +306,49 @@ async def test_bridge_serve_refuses_to_start_on_blank_secrets(tmp_path: Path) ->
         await stop_process(proc)
     assert proc.returncode == 2
     assert stderr.decode().startswith("bridge serve: WHATSAPP_APP_SECRET")
+
+
+async def test_metrics_of_two_workers_are_summed_whichever_answers(
+    tmp_path: Path,
+    devstack_url: str,
+    redis_url: str,
+    queue_name: str,
+    make_channel: MakeChannel,
+) -> None:
+    channel = await make_channel()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**_env(devstack_url, redis_url, queue_name), "TMPDIR": str(temp)}
+    sent = 12
+    async with _serving(tmp_path, env, "--workers", "2") as (base, read_log):
+        # A directory of this start's own holds the processes' values while it runs.
+        [metrics_dir] = list(temp.glob("bridge-metrics-*"))
+        for _ in range(200):  # both workers started: a file of counts each
+            if len(list(metrics_dir.glob("counter_*.db"))) == 2:
+                break
+            await asyncio.sleep(0.05)
+
+        async def post_one(i: int) -> int:
+            msg = wa.text(f"m{i}", sender=wa.customer_phone())
+            body = wa.body(wa.change(channel.phone_number_id, messages=[msg]))
+            return (await _post(base, body)).status_code
+
+        statuses = await asyncio.gather(*(post_one(i) for i in range(sent)))
+        assert statuses == [200] * sent, read_log()
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(f"{base}/webhooks/whatsapp", content=b"{}")
+        assert refused.status_code == 401
+        # Each scrape on a connection of its own: whichever worker answers sees every count.
+        for _ in range(6):
+            samples = await scrape(f"{base}/metrics")
+            assert value(samples, "bridge_webhook_accepted_total", provider="meta") == sent
+            assert value(samples, "bridge_messages_stored_total") == sent
+            assert value(samples, "bridge_webhook_rejected_total", reason="missing_signature") == 1
+            assert value(samples, "bridge_webhook_failed_batches_total") == 0
+            duration = "bridge_webhook_duration_seconds"
+            assert value(samples, f"{duration}_count", status="200") == sent
+            assert value(samples, f"{duration}_bucket", status="200", le="+Inf") == sent
+            assert value(samples, f"{duration}_bucket", status="401", le="+Inf") == 1
+            assert value(samples, f"{duration}_bucket", status="200", le="0.005") is not None
+        assert len(list(metrics_dir.glob("counter_*.db"))) == 2
+    assert not metrics_dir.exists()  # removed when `bridge serve` stops
