@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from devstack.realtime.hub import Hub, JsonBroadcast, UserBroadcast
+from devstack.realtime.listening import keep_listening
 
 log = logging.getLogger("devstack.realtime")
 
@@ -31,7 +32,6 @@ from realtime.messages
 where id = $1::uuid and extension = 'broadcast'
 limit 1
 """
-_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class DatabaseBroadcasts:
@@ -73,31 +73,9 @@ class DatabaseBroadcasts:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                conn = await asyncpg.connect(
-                    self.database_url, server_settings={"application_name": APPLICATION_NAME}
-                )
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                attempt += 1
-                log.warning("realtime: cannot LISTEN (%s); retrying in %ss", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            try:
-                await self._serve(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("realtime: the LISTEN connection dropped (%s); reconnecting", exc)
-            except Exception:
-                # Whatever went wrong, database broadcasts must not stop for good.
-                log.exception("realtime: database broadcasts failed; reconnecting")
-            finally:
-                self.listening.clear()
-                if not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(_RETRY_DELAYS[0])
+        await keep_listening(
+            self.database_url, APPLICATION_NAME, self._serve, self.listening, "database broadcasts"
+        )
 
     async def _serve(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

@@ -43,6 +43,7 @@ import asyncpg
 from devstack.realtime import capture
 from devstack.realtime.frames import Vsn, dumps
 from devstack.realtime.hub import Subscription
+from devstack.realtime.listening import keep_listening
 from devstack.realtime.pg_params import Filter
 from devstack.realtime.pg_subscriptions import PgSubscription, Registry
 
@@ -51,7 +52,6 @@ log = logging.getLogger("devstack.realtime")
 APPLICATION_NAME = "devstack realtime changes"
 MAX_RECORD_BYTES = 1024 * 1024  # Realtime's poll_max_record_bytes default
 _PRUNE_EVERY = 10.0
-_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 _FETCH_SQL = f"""
 select c.id, c.entity, c.type, c.commit_timestamp,
@@ -213,30 +213,9 @@ class PostgresChanges:
             log.warning("realtime: ignoring a malformed %s notification", capture.CHANNEL)
 
     async def _run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                conn = await asyncpg.connect(
-                    self.database_url, server_settings={"application_name": APPLICATION_NAME}
-                )
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                attempt += 1
-                log.warning("realtime: cannot capture changes (%s); retrying in %ss", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            try:
-                await self._serve(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("realtime: the changes connection dropped (%s); reconnecting", exc)
-            except Exception:
-                log.exception("realtime: postgres changes failed; reconnecting")
-            finally:
-                self.listening.clear()
-                if not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(_RETRY_DELAYS[0])
+        await keep_listening(
+            self.database_url, APPLICATION_NAME, self._serve, self.listening, "postgres changes"
+        )
 
     async def _serve(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()
