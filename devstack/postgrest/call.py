@@ -8,6 +8,8 @@ BEGIN, the settings, the call, COMMIT.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Literal
 
 import asyncpg
@@ -48,6 +50,14 @@ async def call(
     *,
     is_post: bool,
 ) -> response.CallResult:
+    async with request_connection(state, identity) as conn:
+        return await _attempts(conn, state, cache, context, name, args, single_object, is_post)
+
+
+@asynccontextmanager
+async def request_connection(state: DevstackState, identity: Identity) -> AsyncIterator[Connection]:
+    """A pooled connection for one request, its failures answered as PostgREST answers them: no
+    connection in time (503), none at all, the database's errors, a connection lost mid-way."""
     try:
         conn = await state.pool.acquire(timeout=POOL_ACQUISITION_TIMEOUT)
     except TimeoutError:
@@ -55,7 +65,7 @@ async def call(
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise errors.connection_error(str(exc) or type(exc).__name__) from None
     try:
-        return await _attempts(conn, state, cache, context, name, args, single_object, is_post)
+        yield conn
     except asyncpg.PostgresError as exc:
         raise errors.from_database(exc, authed=identity.authed) from None
     except (OSError, asyncpg.InterfaceError) as exc:

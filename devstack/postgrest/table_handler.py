@@ -27,7 +27,7 @@ from devstack.postgrest import (
     tables,
 )
 from devstack.postgrest.bearer import Identity, identify
-from devstack.postgrest.call import POOL_ACQUISITION_TIMEOUT
+from devstack.postgrest.call import request_connection
 from devstack.postgrest.catalog import Connection
 from devstack.postgrest.errors import JSON_MEDIA_TYPE, PostgrestError
 from devstack.postgrest.resolution import closest
@@ -103,33 +103,18 @@ async def _in_transaction(
     *,
     readonly: bool,
 ) -> asyncpg.Record:
-    try:
-        conn = await state.pool.acquire(timeout=POOL_ACQUISITION_TIMEOUT)
-    except TimeoutError:
-        raise errors.pool_timeout() from None
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise errors.connection_error(str(exc) or type(exc).__name__) from None
-    try:
-        async with conn.transaction(readonly=readonly):
-            statement = await _statement(
-                conn, context.schema, name, params, body, single, prefer, is_update=not readonly
-            )
-            applied = await request_settings.apply(
-                conn, context, state.config.extra_search_path, ""
-            )
-            if not applied.may_switch:
-                raise request_settings.forbidden_role(context.role)
-            row = await conn.fetchrow(statement.sql, *statement.args)
-            assert row is not None
-            if single and int(row["page_total"]) != 1:
-                raise errors.singularity(int(row["page_total"]))
-        return row
-    except asyncpg.PostgresError as exc:
-        raise errors.from_database(exc, authed=identity.authed) from None
-    except (OSError, asyncpg.InterfaceError) as exc:
-        raise errors.client_error(str(exc) or type(exc).__name__) from None
-    finally:
-        await state.pool.release(conn)
+    async with request_connection(state, identity) as conn, conn.transaction(readonly=readonly):
+        statement = await _statement(
+            conn, context.schema, name, params, body, single, prefer, is_update=not readonly
+        )
+        applied = await request_settings.apply(conn, context, state.config.extra_search_path, "")
+        if not applied.may_switch:
+            raise request_settings.forbidden_role(context.role)
+        row = await conn.fetchrow(statement.sql, *statement.args)
+        assert row is not None
+        if single and int(row["page_total"]) != 1:
+            raise errors.singularity(int(row["page_total"]))
+    return row
 
 
 async def _statement(
