@@ -17,7 +17,10 @@ LogFormat = Literal["json", "pretty"]
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
+# A record's attributes that are not the event's fields: logging's own, and what uvicorn adds
+# for its coloured output.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_HIDDEN = _STANDARD | {"color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         cid = correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _HIDDEN})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -131,8 +134,6 @@ _LEVEL_STYLE = {
 }
 # A value is written bare unless it holds a space, a quote, `=` or nothing: then as a JSON string.
 _BARE = re.compile(r"[^\s\"'=]+")
-# Attributes uvicorn adds to its records for its own coloured output.
-_HIDDEN = _STANDARD | {"color_message"}
 
 
 def _value(value: Any) -> str:
@@ -246,13 +247,12 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler(level, fmt, process)]
     root.setLevel(level.upper())
-    # arq's CLI gives its logger a plain-text handler of its own; one line per event is enough.
-    # In pretty lines uvicorn's start-up lines go the same way, and its access lines when they
-    # are on (`bridge serve --access-log`: off, uvicorn leaves the logger without a handler).
+    # arq's CLI and uvicorn give their loggers plain-text handlers of their own; one format per
+    # stream is what a log shipper parses, so they go through the root's too, and uvicorn's
+    # access lines when they are on (`bridge serve --access-log`: off, uvicorn leaves the logger
+    # without a handler).
     access = logging.getLogger("uvicorn.access")
-    own = ["arq"]
-    if fmt == "pretty":
-        own += ["uvicorn", "uvicorn.error"] + (["uvicorn.access"] if access.handlers else [])
+    own = ["arq", "uvicorn", "uvicorn.error"] + (["uvicorn.access"] if access.handlers else [])
     for name in own:
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from devstack.realtime.hub import Hub, JsonBroadcast, UserBroadcast
-from devstack.realtime.listening import keep_listening
+from devstack.realtime.listening import Listener
 
 log = logging.getLogger("devstack.realtime")
 
@@ -34,27 +34,16 @@ limit 1
 """
 
 
-class DatabaseBroadcasts:
+class DatabaseBroadcasts(Listener):
+    application_name = APPLICATION_NAME
+    what = "database broadcasts"
+    ready_timeout = 5.0
+
     def __init__(self, database_url: str, hub: Hub) -> None:
-        self.database_url = database_url
+        super().__init__(database_url)
         self.hub = hub
-        self.listening = asyncio.Event()
         self._pending: deque[str] = deque()
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, *, ready_timeout: float = 5.0) -> None:
-        self._task = asyncio.create_task(self._run())
-        # Not fatal: a missing database shows in the first requests, and this keeps retrying.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.listening.wait(), ready_timeout)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     def _on_notify(
         self,
@@ -71,11 +60,6 @@ class DatabaseBroadcasts:
             return
         self._pending.append(message_id)
         self._wakeup.set()
-
-    async def _run(self) -> None:
-        await keep_listening(
-            self.database_url, APPLICATION_NAME, self._serve, self.listening, "database broadcasts"
-        )
 
     async def _serve(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

@@ -5,8 +5,10 @@ Realtime's own replication and broadcast connections do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 import asyncpg
 
@@ -49,3 +51,36 @@ async def keep_listening(
             if not conn.is_closed():
                 conn.terminate()
         await asyncio.sleep(RETRY_DELAYS[0])
+
+
+class Listener:
+    """A background task keeping one listening connection served by `_serve` (a subclass's)."""
+
+    application_name: ClassVar[str]
+    what: ClassVar[str]  # names it in the logs
+    ready_timeout: ClassVar[float]
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(
+            keep_listening(
+                self.database_url, self.application_name, self._serve, self.listening, self.what
+            )
+        )
+        # Not fatal: a missing database shows in the first requests, and this keeps retrying.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), self.ready_timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        raise NotImplementedError

@@ -43,7 +43,7 @@ import asyncpg
 from devstack.realtime import capture
 from devstack.realtime.frames import Vsn, dumps
 from devstack.realtime.hub import Subscription
-from devstack.realtime.listening import keep_listening
+from devstack.realtime.listening import Listener
 from devstack.realtime.pg_params import Filter
 from devstack.realtime.pg_subscriptions import PgSubscription, Registry
 
@@ -178,26 +178,19 @@ def _timestamp(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-class PostgresChanges:
+class PostgresChanges(Listener):
+    application_name = APPLICATION_NAME
+    what = "postgres changes"
+    ready_timeout = 10.0
+
     def __init__(self, database_url: str, registry: Registry) -> None:
-        self.database_url = database_url
+        super().__init__(database_url)
         self.registry = registry
-        self.listening = asyncio.Event()
         self._pending: deque[int] = deque()
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, *, ready_timeout: float = 10.0) -> None:
-        self._task = asyncio.create_task(self._run())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.listening.wait(), ready_timeout)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self.registry.detach()
 
@@ -211,11 +204,6 @@ class PostgresChanges:
                 self._wakeup.set()
         except ValueError:
             log.warning("realtime: ignoring a malformed %s notification", capture.CHANNEL)
-
-    async def _run(self) -> None:
-        await keep_listening(
-            self.database_url, APPLICATION_NAME, self._serve, self.listening, "postgres changes"
-        )
 
     async def _serve(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

@@ -7,8 +7,11 @@ import inspect
 import io
 import json
 import logging
+import os
 import random
 import re
+import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ from bridge.logs import (
     correlation_id,
     handler,
 )
+from tests.fixtures.devstack import free_port
 
 
 def _line(**extra: object) -> dict[str, object]:
@@ -222,3 +226,34 @@ def test_json_stays_the_default_with_every_event_at_its_level(
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def test_json_mode_writes_uvicorns_own_lines_as_json_too(tmp_path: Path) -> None:
+    """`bridge serve`, for real: its start-up and shutdown lines come from uvicorn's loggers,
+    which carry handlers of their own; a log shipper reading the stream gets JSON only."""
+    env = {
+        **os.environ,
+        "BRIDGE_LOG_FORMAT": "json",
+        "WHATSAPP_APP_SECRET": "secret",
+        "SUPABASE_URL": "http://127.0.0.1:9",
+    }
+    with subprocess.Popen(
+        [str(Path(sys.executable).parent / "bridge"), "serve", "--port", str(free_port())],
+        cwd=tmp_path,  # no .env
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as serve:
+        assert serve.stderr is not None
+        seen: list[str] = []
+        for line in serve.stderr:
+            seen.append(line)
+            if "Application startup complete" in line:
+                break
+        serve.send_signal(signal.SIGINT)
+        seen += serve.stderr.readlines()
+    lines = [json.loads(line) for line in seen]
+    events = [line["event"] for line in lines if line["logger"].startswith("uvicorn")]
+    assert "Application startup complete." in events
+    assert "Application shutdown complete." in events
+    assert not [line for line in lines if "color_message" in line]
