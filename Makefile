@@ -9,7 +9,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 DEVSTACK_PORT ?= 54321
 BRIDGE_PORT ?= 8000
 
-.PHONY: help install services db dev test lint type pytest bench fmt
+.PHONY: help install services browser db dev test lint type pytest bench fmt
 
 help:
 	@echo "make dev   - start Postgres, Redis, the Supabase stand-in and the bridge (local stack)"
@@ -19,9 +19,13 @@ install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
 	@if command -v npm >/dev/null; then cd tests/js && npm ci --silent --no-audit --no-fund; fi
+	@if command -v npm >/dev/null; then cd devstack/inbox && npm ci --silent --no-audit --no-fund; fi
 
 services:
 	bash scripts/services.sh
+
+browser:
+	bash scripts/browser.sh
 
 db: install services
 	$(RUN) bridge db apply --database-url "$(DATABASE_URL)" --seed
@@ -37,7 +41,7 @@ lint: install
 type: install
 	$(RUN) mypy
 
-pytest: install services
+pytest: install services browser
 	$(RUN) pytest
 
 test: lint type pytest

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from devstack import gotrue, postgrest, realtime, whatsapp
+from devstack import gotrue, inbox, postgrest, realtime, whatsapp
 from devstack.auth import ApiKeyGate
 from devstack.config import DevstackConfig
 from devstack.state import DevstackState
@@ -66,6 +66,7 @@ def create_app(config: DevstackConfig) -> Starlette:
         *gotrue.routes(state),
         *realtime.routes(state),
         *whatsapp.routes(state),
+        *inbox.routes(state),
     ]
     app = Starlette(
         routes=routes,
