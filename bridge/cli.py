@@ -1,6 +1,6 @@
 """The `bridge` command: `bridge serve` runs the webhook API, `bridge db apply` the schema,
 `bridge replay` processes stored webhook events again, `bridge doctor` checks the settings and
-connections (docs/operations.md)."""
+connections (docs/operations.md), `bridge demo` plays a customer against the local stack."""
 
 from __future__ import annotations
 
@@ -94,7 +94,36 @@ def _parser() -> argparse.ArgumentParser:
         help="a development machine: BRIDGE_INSECURE_DEV=true is no warning",
     )
     check.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+
+    demo = commands.add_parser(
+        "demo",
+        help="play a conversation as a new customer against the running stack (make dev)",
+        description="Play one conversation as a new customer through signed webhooks (a "
+        "greeting, a price question, a burst, shipping data, a request for a human) and show "
+        "live what the inbox sees: stored messages, typing, replies with their delays, delivery "
+        "statuses and the handoff. Exits 1 when a step was not observed in time.",
+    )
+    demo.add_argument("--bridge-url", default="http://127.0.0.1:8000", help="the webhook API")
+    demo.add_argument(
+        "--phone-number-id", default="1000000000000001", help="the business number written to"
+    )
+    demo.add_argument("--timeout", type=_seconds, default=30.0, help="seconds per step (30)")
+    demo.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain lines instead of the live view (the default when stdout is not a terminal)",
+    )
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _event_id(text: str) -> str:
@@ -228,6 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_replay(args))
     if args.command == "doctor":
         return asyncio.run(_doctor(args))
+    if args.command == "demo":
+        from bridge.demo import run
+
+        return run.main(
+            run.Options(
+                bridge_url=args.bridge_url,
+                phone_number_id=args.phone_number_id,
+                timeout=args.timeout,
+                plain=args.plain or not sys.stdout.isatty(),
+            )
+        )
     from bridge.api.server import serve
 
     return serve(
