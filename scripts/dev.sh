@@ -138,13 +138,18 @@ start_up_block() {
   if answers "$STAND_IN/inbox/"; then
     inbox="  inbox page   $STAND_IN/inbox/"$'\n'
   fi
+  local demo="$UV run bridge demo"
   [ "$BRIDGE_PORT" = 8000 ] || customer+=" --bridge-url $API"
+  [ "$BRIDGE_PORT" = 8000 ] || demo+=" --bridge-url $API"
+  [ "$DEVSTACK_PORT" = 54321 ] || demo="SUPABASE_URL=$STAND_IN $demo"
   cat <<BLOCK
 
 wa-agent-bridge, local stack
   webhook API  $API  (POST /webhooks/whatsapp, /healthz, /readyz, /metrics)
   stand-in     $STAND_IN  (Supabase API, WhatsApp Cloud API)
-${inbox}Play the customer, in another terminal:
+${inbox}Watch a whole conversation, in another terminal:
+  $demo
+Play the customer yourself:
   $customer 'hola, cuánto cuesta?'
   curl -s '$STAND_IN/whatsapp/_control/requests?kind=send'   # what the bot sent
 Logs: a line per event; BRIDGE_LOG_LEVEL=DEBUG also shows the routine ones (crons, health).

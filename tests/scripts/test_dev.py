@@ -7,12 +7,10 @@ copy of .env.example: the repository's .env is neither written nor read here).""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,11 +23,11 @@ from redis.asyncio import Redis
 from devstack import customer
 from devstack.whatsapp.status_webhooks import signature
 from jobs.health import health_key
-from tests.fixtures.devstack import SERVICE_ROLE_KEY, free_port, wait_http
+from tests.fixtures.dev_session import ROOT, port_free, running_dev, session_processes, two_ports
+from tests.fixtures.devstack import SERVICE_ROLE_KEY, wait_http
 from tests.fixtures.postgres import RUN_ID, migrated_database
 from tests.fixtures.worker import eventually
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER = "jobs.worker.WorkerSettings"
 
 
@@ -39,27 +37,6 @@ async def dev_database() -> AsyncIterator[str]:
         yield url
 
 
-def _stat(pid: int) -> list[str]:
-    """/proc/<pid>/stat's fields after the command name: state, ppid, pgrp, session, …"""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text.rsplit(")", 1)[1].split()
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """Every live process of the session (orphans re-parented to init included), with its
-    command line."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError):
-            fields = _stat(int(entry.name))
-            if int(fields[3]) == sid and fields[0] != "Z":
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                found[int(entry.name)] = cmdline.decode(errors="replace")
-    return found
-
-
 def worker_pids(sid: int) -> set[int]:
     """The arq worker itself: the Python process, not the `uv run` in front of it."""
     return {
@@ -67,23 +44,6 @@ def worker_pids(sid: int) -> set[int]:
         for pid, cmd in session_processes(sid).items()
         if WORKER in cmd and "python" in cmd.split(" ", 1)[0]
     }
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def two_ports() -> tuple[int, int]:
-    """Two free ports, never the same one twice."""
-    first = free_port()
-    while (second := free_port()) == first:
-        pass
-    return first, second
 
 
 def _uv() -> str:
@@ -109,32 +69,6 @@ def _env(database: str, redis_url: str, env_file: Path, **extra: str) -> dict[st
         if name not in extra:
             env.pop(name, None)
     return env
-
-
-@contextlib.asynccontextmanager
-async def running_dev(env: dict[str, str], log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """scripts/dev.sh in a session of its own, writing to `log`; whatever is left of the
-    session is killed at the end."""
-    had_dotenv = (ROOT / ".env").exists()
-    with log.open("wb") as out:
-        dev = await asyncio.create_subprocess_exec(
-            "bash",
-            str(ROOT / "scripts" / "dev.sh"),
-            env=env,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        yield dev
-    finally:
-        for pid in session_processes(dev.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if dev.returncode is None:
-            await dev.wait()
-    if not had_dotenv:
-        assert not (ROOT / ".env").exists(), "dev.sh wrote a .env into the repository"
 
 
 def _environ(pid: int) -> dict[str, str]:
