@@ -77,6 +77,7 @@ class Stack:
     redis: RedisServer
     devstack_url: str
     api_url: str
+    devstack: Supervised
     api: Supervised
     workers: list[Supervised]
     log_dir: Path
@@ -196,7 +197,7 @@ async def _start(args: argparse.Namespace, log_dir: Path) -> Stack:
     ]
     for w in workers:
         await w.start()
-    stack = Stack(pg, redis, devstack_url, api_url, api, workers, log_dir)
+    stack = Stack(pg, redis, devstack_url, api_url, devstack, api, workers, log_dir)
     stack.rss["devstack"] = 0.0
     return stack
 
@@ -454,7 +455,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"logs: {log_dir}")
         return 0 if report.ok else 1
     finally:
-        for proc in (*stack.workers, stack.api):
+        for proc in (*stack.workers, stack.api, stack.devstack):
             await proc.stop()
         stack.redis.stop()
         stack.pg.stop()
