@@ -8,12 +8,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 from pydantic import ValidationError
 from realtime import AsyncRealtimeClient
 from rich.console import Console
-from supabase import AsyncClientOptions, acreate_client
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+from supabase_auth.errors import AuthError
 
 from bridge.demo import script
 from bridge.demo.customer import Phone, WebhookRefused
@@ -76,6 +76,7 @@ class Demo:
         self.settings = settings
         self.view = view
         self.customer = script.new_customer()
+        self.supabase: AsyncClient
 
     async def play(self) -> None:
         key = self.settings.SUPABASE_SERVICE_ROLE_KEY.get_secret_value()
@@ -84,11 +85,14 @@ class Demo:
             supabase = await acreate_client(
                 self.settings.SUPABASE_URL,
                 key,
-                options=AsyncClientOptions(auto_refresh_token=False, persist_session=False),
+                options=AsyncClientOptions(
+                    auto_refresh_token=False, persist_session=False, httpx_client=http
+                ),
             )
             realtime = AsyncRealtimeClient(
                 f"{self.settings.SUPABASE_URL.rstrip('/')}/realtime/v1", key, auto_reconnect=False
             )
+            self.supabase = supabase
             watch = Watch(supabase, realtime, self.view)
             try:
                 await self._play(http, realtime, watch)
@@ -169,25 +173,15 @@ class Demo:
         self.view.note(f"assigned to {who}; the bot is off for this conversation")
 
     async def _member(self, user_id: str) -> str:
-        """The member's name and email (auth.users, through DATABASE_URL); the id when it cannot
-        be read."""
+        """The member's name and email (Auth's admin API, as the service role); the id when they
+        cannot be read."""
         try:
-            conn = await asyncpg.connect(self.settings.DATABASE_URL, timeout=3)
-        except (TimeoutError, OSError, asyncpg.PostgresError):
+            found = await self.supabase.auth.admin.get_user_by_id(user_id)
+        except (AuthError, httpx.HTTPError):
             return user_id
-        try:
-            row = await conn.fetchrow(
-                "select email, raw_user_meta_data ->> 'full_name' as name"
-                " from auth.users where id = $1::uuid",
-                user_id,
-            )
-        except asyncpg.PostgresError:
-            row = None
-        finally:
-            await conn.close()
-        if row is None:
-            return user_id
-        return f"{row['name'] or row['email']} <{row['email']}>"
+        email = found.user.email or user_id
+        name = (found.user.user_metadata or {}).get("full_name")
+        return f"{name or email} <{email}>"
 
 
 class StepCheck:

@@ -1,8 +1,10 @@
-"""Supabase Auth (GoTrue) under /auth/v1: password sign-in, refresh, the signed-in user, logout.
+"""Supabase Auth (GoTrue) under /auth/v1: password sign-in, refresh, the signed-in user, logout,
+and an admin's read of one user.
 
 Users, sessions and refresh tokens live in the `auth` schema as Auth keeps them (`store`);
 access tokens carry Auth's claims, signed with the stand-in's JWT secret (`access_token`).
-Other Auth endpoints (sign-up, OTP, OAuth, MFA, admin) are not served: they answer 404.
+Other Auth endpoints (sign-up, OTP, OAuth, MFA, the other admin ones) are not served: they
+answer 404.
 """
 
 from __future__ import annotations
@@ -42,4 +44,5 @@ def routes(state: DevstackState) -> list[BaseRoute]:
         Route("/auth/v1/token", serve(handler.token), methods=["POST"]),
         Route("/auth/v1/user", serve(handler.user), methods=["GET"]),
         Route("/auth/v1/logout", serve(handler.logout), methods=["POST"]),
+        Route("/auth/v1/admin/users/{user_id}", serve(handler.admin_user), methods=["GET"]),
     ]

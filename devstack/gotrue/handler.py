@@ -1,6 +1,7 @@
 """Supabase Auth's endpoints an inbox uses: `POST /token` (grants `password` and
-`refresh_token`), `GET /user` and `POST /logout`, with Auth's checks in Auth's order
-(`internal/api/token.go`, `tokens/service.go`, `auth.go`, `logout.go`)."""
+`refresh_token`), `GET /user` and `POST /logout`, and the one admin read a back office uses,
+`GET /admin/users/<id>` (supabase-py's `auth.admin.get_user_by_id`), with Auth's checks in Auth's
+order (`internal/api/token.go`, `tokens/service.go`, `auth.go`, `logout.go`, `admin.go`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from devstack.state import DevstackState
 # this long (a client that lost the answer to its first refresh may try again).
 REUSE_INTERVAL = timedelta(seconds=10)
 _DEFAULT_AUD = "authenticated"
+# GOTRUE_JWT_ADMIN_ROLES' default.
+_ADMIN_ROLES = ("service_role", "supabase_admin")
 
 
 async def token(request: Request, state: DevstackState) -> Response:
@@ -46,6 +49,23 @@ async def token(request: Request, state: DevstackState) -> Response:
 async def user(request: Request, state: DevstackState) -> Response:
     async with state.pool.acquire() as conn:
         row, _ = await _authenticated(request, state, conn)
+    return json_response(access_token.user_json(row), 200, {})
+
+
+async def admin_user(request: Request, state: DevstackState) -> Response:
+    """A user, for a token of an admin role (Auth's `requireAdmin`, then `loadUser`)."""
+    claims = _claims(request, state)
+    if claims.get("role") not in _ADMIN_ROLES:
+        raise forbidden("not_admin", "User not allowed")
+    try:
+        user_id = uuid.UUID(request.path_params["user_id"])
+    except ValueError:
+        raise bad_request("validation_failed", "user_id must be an UUID") from None
+    async with state.pool.acquire() as conn:
+        row = await store.user_by_id(conn, user_id)
+    _check_strings(row)
+    if row is None:
+        raise AuthError(404, "user_not_found", "User not found")
     return json_response(access_token.user_json(row), 200, {})
 
 
@@ -184,20 +204,7 @@ async def _authenticated(
     request: Request, state: DevstackState, conn: store.Connection
 ) -> tuple[asyncpg.Record, uuid.UUID | None]:
     """The user (and session) of the Bearer token, as Auth's `requireAuthentication` finds them."""
-    bearer = bearer_token(request.headers.get("authorization"))
-    if bearer is None:
-        raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
-    try:
-        claims = jwt.decode(
-            bearer,
-            state.config.jwt_secret,
-            algorithms=["HS256", "HS384", "HS512"],
-            options={"verify_aud": False, "require": []},
-        )
-    except jwt.PyJWTError as exc:
-        raise forbidden(
-            "bad_jwt", f"invalid JWT: unable to parse or verify signature, {_go_jwt_error(exc)}"
-        ) from None
+    claims = _claims(request, state)
     sub = claims.get("sub")
     if not sub:
         raise forbidden("bad_jwt", "invalid claim: missing sub claim")
@@ -222,6 +229,25 @@ async def _authenticated(
     if row["banned"]:
         raise forbidden("user_banned", "User is banned")
     return row, session_id
+
+
+def _claims(request: Request, state: DevstackState) -> dict[str, Any]:
+    """The Bearer token's claims, verified (Auth's `extractBearerToken` and `parseJWTClaims`)."""
+    bearer = bearer_token(request.headers.get("authorization"))
+    if bearer is None:
+        raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            bearer,
+            state.config.jwt_secret,
+            algorithms=["HS256", "HS384", "HS512"],
+            options={"verify_aud": False, "require": []},
+        )
+    except jwt.PyJWTError as exc:
+        raise forbidden(
+            "bad_jwt", f"invalid JWT: unable to parse or verify signature, {_go_jwt_error(exc)}"
+        ) from None
+    return claims
 
 
 def _go_jwt_error(exc: jwt.PyJWTError) -> str:

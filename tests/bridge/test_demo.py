@@ -85,8 +85,14 @@ async def test_the_demo_plays_every_step_against_make_devs_stack(
     async with running_dev(env, tmp_path / "dev.log"):
         await wait_for_http(f"{api}/healthz", within=40)
         await wait_for_http(f"{stand_in}/health", within=10)
+        # Supabase's API is all the demo uses: no database URL of its own.
         code, out = await run_demo(
-            {**env, "SUPABASE_URL": stand_in}, tmp_path, "--bridge-url", api, "--timeout", "20"
+            {**env, "SUPABASE_URL": stand_in, "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/"},
+            tmp_path,
+            "--bridge-url",
+            api,
+            "--timeout",
+            "20",
         )
     assert code == 0, out + (tmp_path / "dev.log").read_text(errors="replace")[-3000:]
     for number, title in enumerate(STEP_TITLES, 1):

@@ -13,11 +13,13 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from supabase import AsyncClientOptions, acreate_client
+from supabase_auth.errors import AuthApiError
 
 from devstack.config import LOCAL_JWT_SECRET
 from devstack.workspaces import create_user
 from tests.devstack.inbox_data import ANA, ANA_ID, DEMO_PASSWORD
-from tests.fixtures.devstack import ANON_KEY
+from tests.fixtures.devstack import ANON_KEY, SERVICE_ROLE_KEY
 
 API_2024 = {"X-Supabase-Api-Version": "2024-01-01"}
 
@@ -263,3 +265,39 @@ async def test_logout_ends_the_session(devstack_url: str, db: asyncpg.Pool) -> N
     assert gone.json()["error_code"] == "refresh_token_not_found"
     me = await get_user(devstack_url, session["access_token"])
     assert (me.status_code, me.json()["error_code"]) == (403, "session_not_found")
+
+
+async def test_the_service_role_reads_a_user_through_supabase_pys_admin_api(
+    devstack_url: str,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        admin = await acreate_client(
+            devstack_url,
+            SERVICE_ROLE_KEY,
+            options=AsyncClientOptions(
+                auto_refresh_token=False, persist_session=False, httpx_client=http
+            ),
+        )
+        found = await admin.auth.admin.get_user_by_id(str(ANA_ID))
+        with pytest.raises(AuthApiError) as missing:
+            await admin.auth.admin.get_user_by_id(str(uuid.uuid4()))
+    assert (found.user.id, found.user.email) == (str(ANA_ID), ANA)
+    assert found.user.user_metadata["full_name"]
+    assert (missing.value.status, missing.value.code) == (404, "user_not_found")
+
+    member = (await password_grant(devstack_url, ANA)).json()["access_token"]
+    async with httpx.AsyncClient(base_url=devstack_url, headers={"apikey": ANON_KEY}) as http:
+        for token, status, code in (
+            (ANON_KEY, 403, "not_admin"),
+            (member, 403, "not_admin"),
+            (None, 401, "no_authorization"),
+        ):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            refused = await http.get(f"/auth/v1/admin/users/{ANA_ID}", headers=headers)
+            assert (refused.status_code, refused.headers["x-sb-error-code"]) == (status, code)
+        not_uuid = await http.get(
+            "/auth/v1/admin/users/ana",
+            headers={"Authorization": f"Bearer {SERVICE_ROLE_KEY}", **API_2024},
+        )
+    assert not_uuid.status_code == 400
+    assert not_uuid.json() == {"code": "validation_failed", "message": "user_id must be an UUID"}
