@@ -58,8 +58,11 @@ values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-0000000
         '1000000000000001', '+57 300 000 0001', 'meta')
 on conflict do nothing;
 
-insert into public.workspace_agent_config (workspace_id, agent_enabled, conversational_agent_id)
-values ('10000000-0000-4000-8000-000000000001', true, 'somnio-sales-v1')
+-- The bot waits 1.5 s after a customer's latest message, so what they type in a burst (one
+-- webhook each) is answered as one turn.
+insert into public.workspace_agent_config
+  (workspace_id, agent_enabled, conversational_agent_id, reply_window_ms)
+values ('10000000-0000-4000-8000-000000000001', true, 'somnio-sales-v1', 1500)
 on conflict do nothing;
 
 insert into public.teams (id, workspace_id, name, is_default)
