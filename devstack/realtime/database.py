@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from typing import Any
 
 import asyncpg
@@ -34,7 +33,7 @@ limit 1
 """
 
 
-class DatabaseBroadcasts(Listener):
+class DatabaseBroadcasts(Listener[str]):
     application_name = APPLICATION_NAME
     what = "database broadcasts"
     ready_timeout = 5.0
@@ -42,8 +41,6 @@ class DatabaseBroadcasts(Listener):
     def __init__(self, database_url: str, hub: Hub) -> None:
         super().__init__(database_url)
         self.hub = hub
-        self._pending: deque[str] = deque()
-        self._wakeup = asyncio.Event()
 
     def _on_notify(
         self,

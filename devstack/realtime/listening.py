@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import asyncpg
 
@@ -53,8 +54,12 @@ async def keep_listening(
         await asyncio.sleep(RETRY_DELAYS[0])
 
 
-class Listener:
-    """A background task keeping one listening connection served by `_serve` (a subclass's)."""
+T = TypeVar("T")
+
+
+class Listener(Generic[T]):
+    """A background task keeping one listening connection served by `_serve` (a subclass's),
+    which works through the ids its notifications queued (`_pending`, `_wakeup`)."""
 
     application_name: ClassVar[str]
     what: ClassVar[str]  # names it in the logs
@@ -63,6 +68,8 @@ class Listener:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self.listening = asyncio.Event()
+        self._pending: deque[T] = deque()
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,7 +177,7 @@ def _timestamp(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-class PostgresChanges(Listener):
+class PostgresChanges(Listener[int]):
     application_name = APPLICATION_NAME
     what = "postgres changes"
     ready_timeout = 10.0
@@ -186,8 +185,6 @@ class PostgresChanges(Listener):
     def __init__(self, database_url: str, registry: Registry) -> None:
         super().__init__(database_url)
         self.registry = registry
-        self._pending: deque[int] = deque()
-        self._wakeup = asyncio.Event()
 
     async def stop(self) -> None:
         await super().stop()

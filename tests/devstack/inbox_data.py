@@ -30,24 +30,9 @@ async def make_conversation(
     db: asyncpg.Pool, workspace_id: uuid.UUID, *, messages: int = 2
 ) -> Conversation:
     tag = uuid.uuid4().hex[:12]
-    phone = str(570_000_000_000 + uuid.uuid4().int % 10**9)
     name = f"Customer {tag}"
+    conversation_id, _ = await open_conversation(db, workspace_id, _NUMBERS[workspace_id], name)
     async with db.acquire() as conn, conn.transaction():
-        contact_id = await conn.fetchval(
-            "insert into public.contacts (workspace_id, name, phone) values ($1, $2, $3)"
-            " returning id",
-            workspace_id,
-            name,
-            phone,
-        )
-        conversation_id = await conn.fetchval(
-            "insert into public.conversations (workspace_id, contact_id, phone, phone_number_id)"
-            " values ($1, $2, $3, $4) returning id",
-            workspace_id,
-            contact_id,
-            phone,
-            _NUMBERS[workspace_id],
-        )
         wamids = tuple(f"wamid.{tag}.{n}" for n in range(messages))
         for n, wamid in enumerate(wamids):
             await conn.execute(
