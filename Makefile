@@ -15,11 +15,16 @@ help:
 	@echo "make dev   - start Postgres, Redis, the Supabase stand-in and the bridge (local stack)"
 	@echo "make test  - lint, type-check and run every test against real Postgres and Redis"
 
-install:
+# The npm packages of the inbox page and of the frontend-client tests, installed again only when
+# their lock changed (npm ci starts from scratch: seconds on every `make dev` otherwise).
+NPM_INSTALLED := tests/js/node_modules/.package-lock.json devstack/inbox/node_modules/.package-lock.json
+
+install: $(NPM_INSTALLED)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
-	@if command -v npm >/dev/null; then cd tests/js && npm ci --silent --no-audit --no-fund; fi
-	@if command -v npm >/dev/null; then cd devstack/inbox && npm ci --silent --no-audit --no-fund; fi
+
+%/node_modules/.package-lock.json: %/package-lock.json
+	@if command -v npm >/dev/null; then cd $* && npm ci --silent --no-audit --no-fund; fi
 
 services:
 	bash scripts/services.sh
